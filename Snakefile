@@ -1,0 +1,42 @@
+# vaetransfer: how good is a VAE at transfer learning, and which parts of it must be retrained?
+# Reproduces Bonheme & Grzes (arXiv 2304.10767). `snakemake --profile profiles/local` runs the
+# embedded default (config/quick.yaml); `snakemake -n` plans the paper-scale config/config.yaml.
+from snakemake.utils import min_version
+
+min_version("9.14.1")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+
+
+# One regex per wildcard, so that e.g. `seed` never swallows a path segment.
+wildcard_constraints:
+    dataset=_alternatives(config["datasets"]),
+    eval_dataset=_alternatives(config["datasets"]),
+    objective=_alternatives({r.objective for r in RUNS}),
+    hparam=r"[0-9][0-9.e+\-]*",
+    seed=r"\d+",
+    step=r"\d+",
+    family=_alternatives(plan.FAMILIES),
+    shard=r"\d+",
+    fig=r"fig[0-9]+[a-z]?",
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/activations.smk"
+include: "workflow/rules/similarity.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        get_all_targets(),
+    localrule: True

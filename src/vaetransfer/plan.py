@@ -1,0 +1,226 @@
+"""The experiment plan: every job of the DAG derived from the (validated) config, in pure Python.
+
+The Snakefile's input functions and target lists come from here, so pytest can check the plan
+without Snakemake, and the sweep is computed once at parse time (no checkpoints needed: the
+grid is known from the config alone, never from files on disk).
+
+Vocabulary (the same keys appear in config, wildcards, file names and table columns):
+- a *run* is one training job: (dataset, objective, hparam, seed);
+- a *snapshot* is a run's checkpoint at `step` evaluated on the evaluation sample of
+  `eval_dataset` (its own dataset, or another one for cross-domain comparisons);
+- a *comparison* is an ordered pair of snapshots scored on every layer pair;
+- a *family* groups comparisons by the question they answer (``learning_dynamics``,
+  ``cross_domain``); each family's comparisons are cut into shards of ``pairs_per_shard``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+#: Channels of each dataset generator / real dataset; parse-time knowledge (the DAG cannot read
+#: files that do not exist yet) used to check that transfer pairs are channel-compatible.
+CHANNELS = {"dsprites": 1, "symsol": 1, "smallnorb": 1, "cars3d": 3, "celeba": 3}
+
+#: The paper's "vanilla VAE": beta_vae with beta = 1 (authors' `model=beta_vae param_value=1`).
+VANILLA = ("beta_vae", 1.0)
+
+FAMILIES = ("learning_dynamics", "cross_domain")
+
+
+class ConfigError(ValueError):
+    """A config value that the schema cannot catch (cross-references between keys)."""
+
+
+def format_hparam(value: float) -> str:
+    """Canonical text of a hyper-parameter value in paths and wildcards: 1.0 -> '1', 0.5 -> '0.5'."""
+    return f"{float(value):g}"
+
+
+@dataclass(frozen=True, order=True)
+class Run:
+    dataset: str
+    objective: str
+    hparam: float
+    seed: int
+
+    @property
+    def path(self) -> str:
+        """Path fragment `<dataset>/<objective>/<hparam>/seed<seed>` shared by every stage."""
+        return f"{self.dataset}/{self.objective}/{format_hparam(self.hparam)}/seed{self.seed}"
+
+
+@dataclass(frozen=True, order=True)
+class Snapshot:
+    run: Run
+    step: int
+    eval_dataset: str
+
+    @property
+    def activations(self) -> str:
+        return f"results/activations/{self.run.path}/step{self.step}/{self.eval_dataset}.npz"
+
+    @property
+    def checkpoint(self) -> str:
+        return checkpoint_path(self.run, self.step)
+
+
+def checkpoint_path(run: Run, step: int) -> str:
+    return f"results/models/{run.path}/step{step}.pt"
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def validate_plan(config: Mapping[str, Any]) -> None:
+    """Cross-key checks the JSON schema cannot express; raises ConfigError naming the key."""
+    from vaetransfer.objectives import OBJECTIVES
+
+    datasets = config["datasets"]
+    for name, spec in datasets.items():
+        kind = spec.get("generator", name) if spec["source"] == "procedural" else name
+        if kind not in CHANNELS:
+            raise ConfigError(
+                f"datasets.{name}: unknown {'generator' if spec['source'] == 'procedural' else 'dataset'} "
+                f"{kind!r}; known: {sorted(CHANNELS)}"
+            )
+    for i, sweep in enumerate(config["training"]["sweeps"]):
+        if sweep["objective"] not in OBJECTIVES:
+            raise ConfigError(
+                f"training.sweeps[{i}].objective: unknown objective {sweep['objective']!r}; "
+                f"known: {sorted(OBJECTIVES)}"
+            )
+        for ds in sweep["datasets"]:
+            if ds not in datasets:
+                raise ConfigError(f"training.sweeps[{i}].datasets: {ds!r} is not a key of datasets")
+    steps = config["training"]["steps"]
+    ckpts = config["training"]["checkpoint_steps"]
+    if sorted(set(ckpts)) != list(ckpts) or ckpts[-1] != steps or ckpts[0] < 1:
+        raise ConfigError(
+            f"training.checkpoint_steps: {ckpts} must be strictly increasing, >= 1, and end at "
+            f"training.steps ({steps})"
+        )
+    trained = {(r.dataset, r.objective, r.hparam) for r in runs(config)}
+    for i, pair in enumerate(config["similarity"].get("transfer_pairs", [])):
+        src, tgt = pair["source"], pair["target"]
+        for role, ds in (("source", src), ("target", tgt)):
+            if ds not in datasets:
+                raise ConfigError(f"similarity.transfer_pairs[{i}].{role}: {ds!r} is not a key of datasets")
+            if (ds, *VANILLA) not in trained:
+                raise ConfigError(
+                    f"similarity.transfer_pairs[{i}].{role}: no vanilla VAE (beta_vae, beta=1) is "
+                    f"trained on {ds!r}; add it to training.sweeps"
+                )
+        if dataset_channels(config, src) != dataset_channels(config, tgt):
+            raise ConfigError(
+                f"similarity.transfer_pairs[{i}]: {src!r} and {tgt!r} have different channel counts"
+            )
+
+
+def dataset_channels(config: Mapping[str, Any], name: str) -> int:
+    spec = config["datasets"][name]
+    kind = spec.get("generator", name) if spec["source"] == "procedural" else name
+    return CHANNELS[kind]
+
+
+# ----------------------------------------------------------------------------- runs and snapshots
+
+
+def runs(config: Mapping[str, Any]) -> list[Run]:
+    """Every training job: the union of the sweeps, crossed with the seeds, sorted, no duplicates."""
+    found = {
+        Run(ds, sweep["objective"], float(v), int(seed))
+        for sweep in config["training"]["sweeps"]
+        for ds in sweep["datasets"]
+        for v in sweep["values"]
+        for seed in config["training"]["seeds"]
+    }
+    return sorted(found)
+
+
+def comparisons(config: Mapping[str, Any], family: str) -> list[tuple[Snapshot, Snapshot]]:
+    """The ordered snapshot pairs of one family, in a deterministic order that keeps pairs sharing
+    a snapshot adjacent (so a shard prepares each snapshot once)."""
+    if family == "learning_dynamics":
+        return _learning_dynamics(config)
+    if family == "cross_domain":
+        return _cross_domain(config)
+    raise ConfigError(f"unknown similarity family {family!r}; known: {list(FAMILIES)}")
+
+
+def _learning_dynamics(config) -> list[tuple[Snapshot, Snapshot]]:
+    """Each run against itself across checkpoints on its own data: all pairs i <= j (upper
+    triangle with the diagonal, as the authors' `m1_files[i:]`), Fig. 2."""
+    steps = config["training"]["checkpoint_steps"]
+    pairs = []
+    for run in runs(config):
+        snaps = [Snapshot(run, s, run.dataset) for s in steps]
+        pairs.extend(itertools.combinations_with_replacement(snaps, 2))
+    return pairs
+
+
+def _cross_domain(config) -> list[tuple[Snapshot, Snapshot]]:
+    """Source-trained vs target-trained vanilla VAE, both final, both on target data (Fig. 5a).
+
+    `similarity.seed_pairing`: ``all`` = every (i, j) seed pair (what the authors' heatmap code
+    averages: 25 pairs with 5 seeds), ``same`` = the i-th run of both models only (Eq. 6 as worded).
+    """
+    final = config["training"]["steps"]
+    seeds = config["training"]["seeds"]
+    pairing = config["similarity"]["seed_pairing"]
+    seed_pairs = (
+        list(itertools.product(seeds, seeds)) if pairing == "all" else [(s, s) for s in seeds]
+    )
+    pairs = []
+    for pair in config["similarity"].get("transfer_pairs", []):
+        src, tgt = pair["source"], pair["target"]
+        for s_src, s_tgt in seed_pairs:
+            a = Snapshot(Run(src, *VANILLA, s_src), final, tgt)
+            b = Snapshot(Run(tgt, *VANILLA, s_tgt), final, tgt)
+            pairs.append((a, b))
+    return pairs
+
+
+def families(config: Mapping[str, Any]) -> list[str]:
+    return [f for f in FAMILIES if f in config["similarity"]["families"]]
+
+
+def shard_count(config: Mapping[str, Any], family: str) -> int:
+    n = len(comparisons(config, family))
+    return math.ceil(n / config["similarity"]["pairs_per_shard"])
+
+
+def shard(config: Mapping[str, Any], family: str, index: int) -> list[tuple[Snapshot, Snapshot]]:
+    """Comparisons of shard `index` (0-based) of `family`."""
+    size = config["similarity"]["pairs_per_shard"]
+    pairs = comparisons(config, family)
+    if not 0 <= index < math.ceil(len(pairs) / size):
+        raise ConfigError(f"shard {index} of family {family!r} does not exist")
+    return pairs[index * size : (index + 1) * size]
+
+
+def shard_paths(config: Mapping[str, Any]) -> list[str]:
+    return [
+        f"results/similarity/{family}/shard{i}.parquet"
+        for family in families(config)
+        for i in range(shard_count(config, family))
+    ]
+
+
+def unique_snapshots(pairs: Iterable[tuple[Snapshot, Snapshot]]) -> list[Snapshot]:
+    """Snapshots of `pairs` in first-appearance order, each once."""
+    return list(dict.fromkeys(s for pair in pairs for s in pair))
+
+
+def snapshot_identity(snap: Snapshot, hparam_name: str) -> dict[str, Any]:
+    """The model identity recorded in activation sidecars (and hence in the similarity table)."""
+    return {
+        "dataset": snap.run.dataset,
+        "objective": snap.run.objective,
+        "hparam_name": hparam_name,
+        "hparam": snap.run.hparam,
+        "seed": snap.run.seed,
+        "step": snap.step,
+    }

@@ -1,0 +1,23 @@
+# The 16 named representations of a checkpoint on an evaluation sample (its own dataset's, or
+# another one's for cross-domain comparisons), in one .npz with a JSON sidecar.
+
+
+rule dump_activations:
+    input:
+        unpack(get_activation_inputs),
+    output:
+        arrays="results/activations/{dataset}/{objective}/{hparam}/seed{seed}/step{step}/{eval_dataset}.npz",
+        sidecar="results/activations/{dataset}/{objective}/{hparam}/seed{seed}/step{step}/{eval_dataset}.json",
+    log:
+        "results/logs/dump_activations/{dataset}/{objective}/{hparam}/seed{seed}/step{step}/{eval_dataset}.log",
+    conda:
+        "../../envs/vaetransfer.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        seed=config["similarity"]["activation_seed"],
+        device=config["training"]["device"],
+    script:
+        "../scripts/dump_activations.py"
