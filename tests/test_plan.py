@@ -1,0 +1,114 @@
+"""The experiment plan derived from the config: runs, comparisons, shards, cross-key checks."""
+
+import copy
+
+import pytest
+
+from vaetransfer import plan
+
+from .conftest import REPO, load_config
+
+
+@pytest.fixture
+def tiny():
+    return load_config(REPO / "tests/configs/tiny.yaml")
+
+
+@pytest.fixture
+def paper():
+    return load_config(REPO / "config/config.yaml")
+
+
+def test_runs_are_sweep_union_times_seeds(tiny):
+    runs = plan.runs(tiny)
+    assert len(runs) == (2 + 1) * 2
+    assert plan.Run("dsprites", "beta_vae", 4.0, 1) in runs
+    assert plan.Run("symsol", "beta_vae", 4.0, 0) not in runs
+    assert runs == sorted(set(runs))
+
+
+def test_duplicate_sweep_entries_train_once(tiny):
+    tiny["training"]["sweeps"].append({"objective": "beta_vae", "values": [1.0], "datasets": ["dsprites"]})
+    assert len(plan.runs(tiny)) == 6
+
+
+def test_paper_scale_counts(paper):
+    # 3 datasets x 5 betas + 2 datasets x beta=1, times 5 seeds.
+    assert len(plan.runs(paper)) == (3 * 5 + 2) * 5
+    # 5 checkpoints: 15 upper-triangle pairs (with the diagonal) per run.
+    assert len(plan.comparisons(paper, "learning_dynamics")) == 85 * 15
+    # 4 transfer pairs x 25 seed pairs.
+    assert len(plan.comparisons(paper, "cross_domain")) == 4 * 25
+
+
+def test_learning_dynamics_pairs_stay_within_one_run(tiny):
+    pairs = plan.comparisons(tiny, "learning_dynamics")
+    for a, b in pairs:
+        assert a.run == b.run and a.eval_dataset == b.eval_dataset == a.run.dataset
+        assert a.step <= b.step
+    assert len(pairs) == 6 * 3
+
+
+def test_cross_domain_pairs_evaluate_both_models_on_target(tiny):
+    pairs = plan.comparisons(tiny, "cross_domain")
+    assert len(pairs) == 4  # 2 x 2 seed pairs
+    for a, b in pairs:
+        assert (a.run.dataset, b.run.dataset) == ("dsprites", "symsol")
+        assert a.eval_dataset == b.eval_dataset == "symsol"
+        assert a.step == b.step == tiny["training"]["steps"]
+        assert (a.run.objective, a.run.hparam) == plan.VANILLA
+    tiny["similarity"]["seed_pairing"] = "same"
+    same = plan.comparisons(tiny, "cross_domain")
+    assert [(a.run.seed, b.run.seed) for a, b in same] == [(0, 0), (1, 1)]
+
+
+def test_shards_partition_the_comparisons(tiny):
+    for family in plan.families(tiny):
+        pairs = plan.comparisons(tiny, family)
+        n = plan.shard_count(tiny, family)
+        joined = [p for i in range(n) for p in plan.shard(tiny, family, i)]
+        assert joined == pairs
+        assert all(len(plan.shard(tiny, family, i)) <= tiny["similarity"]["pairs_per_shard"] for i in range(n))
+        with pytest.raises(plan.ConfigError):
+            plan.shard(tiny, family, n)
+    assert len(plan.shard_paths(tiny)) == plan.shard_count(tiny, "learning_dynamics") + 1
+
+
+def test_paths_follow_one_grammar():
+    snap = plan.Snapshot(plan.Run("dsprites", "beta_vae", 0.5, 3), 100, "symsol")
+    assert snap.checkpoint == "results/models/dsprites/beta_vae/0.5/seed3/step100.pt"
+    assert snap.activations == "results/activations/dsprites/beta_vae/0.5/seed3/step100/symsol.npz"
+    assert plan.format_hparam(1.0) == "1" and plan.format_hparam(1e-4) == "0.0001"
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda c: c["training"]["sweeps"][0].update(objective="nope"), "training.sweeps[0].objective"),
+        (lambda c: c["training"]["sweeps"][0].update(datasets=["cars"]), "'cars' is not a key of datasets"),
+        (lambda c: c["training"].update(checkpoint_steps=[5, 10]), "training.checkpoint_steps"),
+        (lambda c: c["training"].update(checkpoint_steps=[20, 5, 20]), "training.checkpoint_steps"),
+        (lambda c: c["similarity"]["transfer_pairs"].append({"source": "x", "target": "symsol"}), "transfer_pairs[1].source"),
+        (lambda c: c["datasets"]["dsprites"].update(generator="mnist"), "datasets.dsprites"),
+        (lambda c: c["training"]["sweeps"].pop(1), "no vanilla VAE"),
+    ],
+)
+def test_cross_key_errors_name_the_key(tiny, mutate, message):
+    bad = copy.deepcopy(tiny)
+    mutate(bad)
+    with pytest.raises(plan.ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        plan.validate_plan(bad)
+
+
+def test_channel_mismatch_is_refused(tiny):
+    tiny["datasets"]["cars3d"] = {"source": "download"}
+    tiny["training"]["sweeps"].append({"objective": "beta_vae", "values": [1], "datasets": ["cars3d"]})
+    tiny["similarity"]["transfer_pairs"].append({"source": "cars3d", "target": "symsol"})
+    with pytest.raises(plan.ConfigError, match="different channel counts"):
+        plan.validate_plan(tiny)
+
+
+def test_valid_configs_pass(tiny, paper):
+    plan.validate_plan(tiny)
+    plan.validate_plan(paper)
+    plan.validate_plan(load_config(REPO / "config/quick.yaml"))

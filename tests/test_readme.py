@@ -1,0 +1,22 @@
+"""The README opens with the two commands users run, and CI runs the second one."""
+
+import re
+
+from .conftest import REPO
+
+
+def opening_commands():
+    blocks = re.findall(r"```bash\n(.*?)\n```", (REPO / "README.md").read_text(), flags=re.S)
+    return blocks[0].strip(), blocks[1].strip()
+
+
+def test_first_command_runs_the_embedded_default():
+    run, _ = opening_commands()
+    assert run.startswith("python3 -m venv .venv") and run.endswith("snakemake --profile profiles/local")
+
+
+def test_ci_runs_the_readme_test_command():
+    _, test = opening_commands()
+    assert "pytest" in test
+    ci = [line for line in (REPO / ".ci/run").read_text().splitlines() if line and not line.startswith("#")]
+    assert ci[-1] == test

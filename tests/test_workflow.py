@@ -1,0 +1,145 @@
+"""The workflow as users run it: the real Snakemake CLI on a tiny config, dry runs, lint, format."""
+
+import json
+import re
+import shutil
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vaetransfer.layers import LAYER_NAMES
+from vaetransfer.scoring import TABLE_COLUMNS
+
+from .conftest import REPO, run_snakemake
+
+TINY = ["--configfile", "tests_configs/tiny.yaml", "--replace-workflow-config"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One end-to-end run of the tiny config in a scratch directory (shared by the tests below)."""
+    work = tmp_path_factory.mktemp("tiny")
+    shutil.copytree(REPO / "config", work / "config")
+    shutil.copytree(REPO / "tests" / "configs", work / "tests_configs")
+    run_snakemake(*TINY, "--cores", "2", cwd=work)
+    return work
+
+
+@pytest.mark.slow
+def test_end_to_end_table_schema_and_ranges(tiny_run):
+    table = pd.read_parquet(tiny_run / "results/tables/similarity.parquet")
+    assert list(table.columns) == TABLE_COLUMNS
+    # learning dynamics: 6 runs x 3 checkpoint pairs; cross domain: 4 seed pairs; 16 x 16 layers, 2 metrics.
+    assert len(table) == (6 * 3 + 4) * 16 * 16 * 2
+    assert set(table["layer_x"]) == set(LAYER_NAMES) == set(table["layer_y"])
+    assert set(table["metric"]) == {"cka", "procrustes"}
+    finite = table["score"].dropna()
+    assert len(finite) > 0.95 * len(table)
+    assert finite.between(-1e-9, 1 + 1e-9).all()
+    assert (table["n_examples"] == 48).all()
+    # A snapshot against itself on the same layer scores 1.
+    diag = table[
+        (table["step_x"] == table["step_y"]) & (table["seed_x"] == table["seed_y"])
+        & (table["family"] == "learning_dynamics") & (table["layer_x"] == table["layer_y"])
+    ]
+    assert np.allclose(diag["score"].dropna(), 1.0, atol=1e-6)
+    # Identities come from the artifacts: the cross-domain source model is evaluated on the target.
+    cross = table[table["family"] == "cross_domain"]
+    assert set(cross["dataset_x"]) == {"dsprites"} and set(cross["dataset_y"]) == {"symsol"}
+    assert set(cross["eval_dataset_x"]) == {"symsol"} == set(cross["eval_dataset_y"])
+    assert set(table["hparam_name_x"]) == {"beta"}
+
+
+@pytest.mark.slow
+def test_end_to_end_artifacts_describe_themselves(tiny_run):
+    import torch
+
+    run = tiny_run / "results/models/dsprites/beta_vae/4/seed1"
+    assert sorted(p.name for p in run.glob("*.pt")) == ["step20.pt", "step5.pt"]
+    ckpt = torch.load(run / "step5.pt", map_location="cpu", weights_only=False)
+    assert ckpt["step"] == 5 and ckpt["config"]["hparam"] == 4.0 and ckpt["config"]["seed"] == 1
+    losses = pd.read_parquet(run / "losses.parquet")
+    assert list(losses["step"]) == list(range(1, 21))
+    sidecar = json.loads((tiny_run / "results/activations/dsprites/beta_vae/1/seed0/step20/symsol.json").read_text())
+    assert [layer["name"] for layer in sidecar["layers"]] == list(LAYER_NAMES)
+    assert sidecar["eval_dataset"] == "symsol" and sidecar["model"]["dataset"] == "dsprites"
+    indices = np.load(tiny_run / "results/data/symsol/eval_indices.npy")
+    assert sidecar["example_indices"] == indices.tolist()
+    meta = json.loads((tiny_run / "results/data/dsprites/meta.json").read_text())
+    assert meta["n"] == 3 * 2 * 4 * 4 * 3
+    for fig in ("fig2", "fig5a"):
+        for ext in ("png", "pdf"):
+            assert (tiny_run / f"results/figures/{fig}.{ext}").stat().st_size > 10_000
+    assert (tiny_run / "results/logs/train_vae/dsprites/beta_vae/4/seed1.log").exists()
+
+
+@pytest.mark.slow
+def test_rerun_is_up_to_date_and_figure_target_redraws_only_the_figure(tiny_run):
+    proc = run_snakemake(*TINY, "-n", cwd=tiny_run)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    (tiny_run / "results/figures/fig2.pdf").unlink()
+    proc = run_snakemake(*TINY, "-n", "fig2", cwd=tiny_run)
+    out = proc.stdout + proc.stderr
+    assert re.search(r"plot_heatmap\s+1", out) and "train_vae" not in out
+
+
+def test_paper_config_dry_run_without_data(tmp_path):
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    start = time.perf_counter()
+    proc = run_snakemake("-n", "--quiet", "rules", cwd=tmp_path)
+    assert time.perf_counter() - start < 60
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
+    assert counts["train_vae"] == "85" and counts["prepare_dataset"] == "5"
+    assert int(counts["score_shard"]) > 0 and counts["aggregate_similarity"] == "1"
+
+
+def test_quick_profile_plans_the_embedded_default(tmp_path):
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    proc = run_snakemake("--profile", str(REPO / "profiles/local"), "-n", "--quiet", "rules", cwd=tmp_path)
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
+    assert counts["prepare_dataset"] == "2" and counts["train_vae"] == "4"
+
+
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        ({"similarity": {"metric": ["cka"]}}, "metric"),  # unknown key (typo)
+        ({"training": {"steps": -3}}, "steps"),
+        ({"similarity": {"metrics": ["cosine"]}}, "cosine"),
+        ({"training": {"checkpoint_steps": [5, 10]}}, "training.checkpoint_steps"),
+    ],
+)
+def test_bad_config_stops_before_any_job_naming_the_key(workdir, patch, message):
+    import yaml
+
+    config = yaml.safe_load((workdir / "tests_configs/tiny.yaml").read_text())
+    for section, values in patch.items():
+        config[section].update(values)
+    (workdir / "bad.yaml").write_text(yaml.safe_dump(config))
+    proc = run_snakemake("--configfile", "bad.yaml", "--replace-workflow-config", "-n", cwd=workdir, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (workdir / "results").exists()
+
+
+def test_lint_is_clean():
+    proc = run_snakemake("--lint")
+    assert "Congratulations" in proc.stdout + proc.stderr
+
+
+def test_snakefmt_is_clean():
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow/rules"],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_no_default_profile():
+    # Snakemake would load profiles/default over every --profile (spec snakemake.md 2.1).
+    assert not (REPO / "profiles/default").exists() and not (REPO / "workflow/profiles/default").exists()
