@@ -78,7 +78,10 @@ def heatmap(matrix: pd.DataFrame, ylabel: str, xlabel: str, title: str | None = 
     """Draw one layer-by-layer heatmap; returns the matplotlib Figure."""
     sns.set_theme(style="white", font_scale=1.1)
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
-    sns.heatmap(matrix, vmin=0, vmax=1, square=True, ax=ax, cbar_kws={"shrink": 0.8})
+    sns.heatmap(
+        matrix, vmin=0, vmax=1, square=True, ax=ax, xticklabels=True, yticklabels=True,
+        cbar_kws={"shrink": 0.8},
+    )
     ax.set_ylabel(ylabel)
     ax.set_xlabel(xlabel)
     if title:

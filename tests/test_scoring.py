@@ -1,0 +1,83 @@
+"""Shard scoring and aggregation: identities from sidecars, every layer pair, schema enforced."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vaetransfer.activations import save_activations
+from vaetransfer.layers import LAYER_NAMES
+from vaetransfer.scoring import TABLE_COLUMNS, aggregate, score_pairs
+from vaetransfer.similarity import linear_cka, procrustes_similarity
+
+
+def fake_dump(path, seed, dataset="dsprites", step=10, indices=range(40), eval_dataset="dsprites"):
+    rng = np.random.default_rng(seed)
+    n = len(list(indices))
+    arrays = {name: rng.normal(size=(n, 3 + i)).astype(np.float32) for i, name in enumerate(LAYER_NAMES)}
+    meta = {
+        "model": {"dataset": dataset, "objective": "beta_vae", "hparam_name": "beta", "hparam": 1.0,
+                  "seed": seed, "step": step},
+        "eval_dataset": eval_dataset,
+        "example_indices": list(indices),
+    }
+    save_activations(path, arrays, meta)
+    return arrays
+
+
+def test_scores_every_layer_pair_with_identities_from_sidecars(tmp_path):
+    a = fake_dump(tmp_path / "whatever_a.npz", seed=3, step=5)
+    b = fake_dump(tmp_path / "whatever_b.npz", seed=4, step=50, dataset="symsol")
+    table = score_pairs([(tmp_path / "whatever_a.npz", tmp_path / "whatever_b.npz")], ["cka", "procrustes"], "fam")
+    assert list(table.columns) == TABLE_COLUMNS
+    assert len(table) == 16 * 16 * 2
+    # Identities come from the sidecars, not from the (meaningless) file names.
+    assert set(table["seed_x"]) == {3} and set(table["seed_y"]) == {4}
+    assert set(table["step_x"]) == {5} and set(table["step_y"]) == {50}
+    assert set(table["dataset_y"]) == {"symsol"} and set(table["family"]) == {"fam"}
+    row = table[(table.layer_x == "e/2") & (table.layer_y == "mean")].set_index("metric")["score"]
+    assert row["cka"] == pytest.approx(linear_cka(a["e/2"], b["mean"]), abs=1e-10)
+    assert row["procrustes"] == pytest.approx(procrustes_similarity(a["e/2"], b["mean"]), abs=1e-10)
+    assert (table["n_examples"] == 40).all()
+
+
+def test_each_snapshot_is_loaded_once_per_shard(tmp_path, monkeypatch):
+    from vaetransfer import scoring
+
+    for k in range(3):
+        fake_dump(tmp_path / f"s{k}.npz", seed=k)
+    loads = []
+    real = scoring.load_activations
+    monkeypatch.setattr(scoring, "load_activations", lambda p, *a, **kw: loads.append(str(p)) or real(p, *a, **kw))
+    pairs = [(tmp_path / "s0.npz", tmp_path / "s1.npz"), (tmp_path / "s0.npz", tmp_path / "s2.npz"),
+             (tmp_path / "s1.npz", tmp_path / "s2.npz")]
+    score_pairs(pairs, ["cka"], "f")
+    assert sorted(loads) == sorted(str(tmp_path / f"s{k}.npz") for k in range(3))
+
+
+def test_pairs_on_different_examples_are_refused(tmp_path):
+    fake_dump(tmp_path / "a.npz", seed=0, indices=range(40))
+    fake_dump(tmp_path / "b.npz", seed=1, indices=range(1, 41))
+    with pytest.raises(ValueError, match="different examples"):
+        score_pairs([(tmp_path / "a.npz", tmp_path / "b.npz")], ["cka"], "f")
+
+
+def test_unknown_metric_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="cosine"):
+        score_pairs([], ["cosine"], "f")
+
+
+def test_aggregate_concatenates_and_enforces_schema(tmp_path):
+    fake_dump(tmp_path / "a.npz", seed=0)
+    fake_dump(tmp_path / "b.npz", seed=1)
+    one = score_pairs([(tmp_path / "a.npz", tmp_path / "b.npz")], ["cka"], "f")
+    two = score_pairs([(tmp_path / "b.npz", tmp_path / "a.npz")], ["cka"], "g")
+    table = aggregate([one, two])
+    assert len(table) == len(one) + len(two) and list(table.columns) == TABLE_COLUMNS
+    assert table["seed_x"].dtype == np.int64 and table["hparam_x"].dtype == np.float64
+    with pytest.raises(ValueError, match="lacks columns"):
+        aggregate([one.drop(columns=["metric"])])
+    assert aggregate([]).empty and list(aggregate([]).columns) == TABLE_COLUMNS
+    # CKA is symmetric, so swapping the models transposes the layer matrix.
+    m1 = one.pivot(index="layer_x", columns="layer_y", values="score")
+    m2 = two.pivot(index="layer_x", columns="layer_y", values="score")
+    assert np.allclose(m1.values, m2.T.values, atol=1e-12)
