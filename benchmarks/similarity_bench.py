@@ -6,18 +6,24 @@ Prints one row per (method, n): single CKA / Procrustes pairs on the widest laye
 e/1 vs d/5), and `score_layer_pairs` over all 16 x 16 layer pairs of two models x, y (and of x with
 itself, where only the upper triangle is computed); those rows include preparing every layer.
 Each row is one run. Timings vary 3-5x between runs on shared 2-core machines (spec reference.md
-§10): compare rows of one run, not across runs.
+§10): compare rows of one run, not across runs. BLAS runs single-threaded unless
+OPENBLAS_NUM_THREADS is set (see the comment at the imports); about 1 minute in all then.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
-import numpy as np
+# Single-threaded BLAS unless the caller says otherwise: on the shared 2-core machines, 2-thread
+# OpenBLAS eigensolvers ran 3-100x slower than 1 thread (must be set before numpy is imported).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from vaetransfer.layers import LAYER_NAMES
-from vaetransfer.similarity import linear_cka, procrustes_similarity, score_layer_pairs
+import numpy as np  # noqa: E402
+
+from vaetransfer.layers import LAYER_NAMES  # noqa: E402
+from vaetransfer.similarity import linear_cka, procrustes_similarity, score_layer_pairs  # noqa: E402
 
 # Flattened widths of the 16 recorded layers for a 1-channel 64x64 input (reference.md §1.4).
 CONV_WIDTHS = dict(
@@ -66,6 +72,9 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     rows = [row for n in args.n for row in bench(n, rng)]
+    # BLAS threading decides these timings on a busy machine: record it with the table.
+    threads = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "default"
+    print(f"cpus={os.cpu_count()} blas_threads={threads} load_average={os.getloadavg()[0]:.1f}")
     width = max(len(r[0]) for r in rows)
     print(f"| {'method':<{width}} | {'n':>5} | {'p':<23} | {'seconds':>8} |")
     print(f"|{'-' * (width + 2)}|{'-' * 7}|{'-' * 25}|{'-' * 10}|")

@@ -171,6 +171,20 @@ def test_procrustes_example_space_matches_direct_svd(seed, n, p, q):
     assert procrustes_similarity(X, Y) == pytest.approx(reference_procrustes(X, Y), abs=1e-10)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_procrustes_with_dead_units_matches_direct_svd(seed):
+    # Half the units of a narrow layer are dead (constant): they add exact zero singular values to
+    # X^T Y, which must not contribute sqrt(rounding noise) each to the nuclear norm.
+    rng = rng_for(seed)
+    X, Y = offset_data(rng, 200, 120), offset_data(rng, 200, 150)
+    X[:, ::2] = 0.0
+    Y[:, 1::3] = 2.5
+    assert procrustes_similarity(X, Y) == pytest.approx(reference_procrustes(X, Y), abs=1e-12)
+    assert procrustes_similarity(X, Y) == pytest.approx(
+        procrustes_similarity(X[:, 1::2], Y), abs=1e-12
+    )
+
+
 def test_procrustes_is_not_cka():
     # Procrustes is not invariant to anisotropic scaling either, but it differs from CKA.
     rng = rng_for(0)
@@ -252,6 +266,21 @@ def test_constant_representation_gives_nan_without_warning(n, p):
     table = score_layer_pairs({"c": constant, "x": X}, {"x": X}, ["cka", "procrustes"])
     assert table.loc[table.layer_x == "c", "score"].isna().all()
     assert table.loc[table.layer_x == "x", "score"].notna().all()
+
+
+def test_prepare_keeps_only_what_the_metrics_need():
+    rng = rng_for(0)
+    for shape in SHAPES:
+        X = offset_data(rng, *shape)
+        only_procrustes = prepare(X, ["procrustes"])
+        only_cka = prepare(X, "cka")
+        assert only_procrustes.cka_gram is None and only_cka.procrustes_factor is None
+        assert only_cka.cka_gram.shape == (shape[0], shape[0])
+        assert np.linalg.norm(only_cka.cka_gram) == pytest.approx(1.0, abs=1e-12)
+        A = only_procrustes.procrustes_factor
+        np.testing.assert_allclose(A @ A.T, normalise(X) @ normalise(X).T, atol=1e-12)
+    zero_width = prepare(np.empty((5, 0)), ["cka", "procrustes"])
+    assert zero_width.constant
 
 
 def test_non_finite_activations_raise():

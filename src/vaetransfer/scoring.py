@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from vaetransfer.activations import load_activations
 from vaetransfer.layers import LAYER_NAMES
 from vaetransfer.similarity import METRICS, pair_score, prepare
+
+#: Activations with smaller magnitude are set to 0 before scoring (authors' prepare_activations).
+ZERO_BELOW = 1e-7
 
 #: Identity of one side of a comparison; columns `<field>_x` and `<field>_y` of the table.
 IDENTITY_FIELDS = ("dataset", "objective", "hparam_name", "hparam", "seed", "step", "eval_dataset")
@@ -44,7 +48,11 @@ class _PreparedSnapshot:
 
     def layer(self, name: str):
         if name not in self._prepared:
-            self._prepared[name] = prepare(self.arrays[name], self.metrics)
+            array = self.arrays[name].reshape(len(self.arrays[name]), -1)
+            # The authors zero |x| < 1e-7 before scoring (reference.md §5.2, against NaNs with
+            # near-collapsed units); done in place, in the stored dtype, to avoid a float64 copy.
+            array[np.abs(array) < ZERO_BELOW] = 0
+            self._prepared[name] = prepare(array, self.metrics)
         return self._prepared[name]
 
     @property

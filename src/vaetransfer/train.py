@@ -5,7 +5,8 @@ Deliberate deviations from the authors' Keras loop (spec §3.1, §3.3), all for 
   drawn with ``np.random.default_rng(seed)``, instead of Keras' unseeded batch-order shuffle;
 - training runs exactly ``config.steps`` optimiser updates (the caller chooses 300k or ≈0.9·300k);
 - weight init and sampling noise come from generators seeded from ``config.seed``, so the same
-  config gives bit-identical weights and loss logs on CPU (on GPU cuDNN may not be deterministic).
+  config gives bit-identical weights and loss logs on CPU with the same torch thread count (on
+  GPU, cuDNN kernels need not be deterministic).
 
 Artifacts: one torch checkpoint per configured step (a dict with ``state_dict``, ``optimizer``,
 ``step``, ``config``, ``model_args``, ``format``, ``format_version``; spec aesthetics.md §8.10) and a
@@ -185,12 +186,15 @@ class _LossLog:
         self.steps: list[int] = []
         self.pending: list[torch.Tensor] = []
         self.done: list[np.ndarray] = []
+        self.written = False
 
     def append(self, step: int, terms: dict[str, torch.Tensor]) -> None:
         self.steps.append(step)
         self.pending.append(torch.stack([terms[c] for c in _TERM_COLUMNS]))
 
     def flush(self) -> None:
+        if self.written and not self.pending:
+            return  # the final flush after a last-step checkpoint has nothing new
         if self.pending:
             self.done.append(torch.stack(self.pending).double().cpu().numpy())
             self.pending = []
@@ -198,6 +202,7 @@ class _LossLog:
         frame = pd.DataFrame(values, columns=list(_TERM_COLUMNS))
         frame.insert(0, "step", np.asarray(self.steps, dtype=np.int64))
         write_parquet(self.path, frame)
+        self.written = True
 
 
 def save_checkpoint(
