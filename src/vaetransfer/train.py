@@ -31,6 +31,7 @@ from tqdm import tqdm
 from vaetransfer.io import atomic_path, write_parquet
 from vaetransfer.models import ConvVAE, images_to_tensor
 from vaetransfer.objectives import OBJECTIVES, objective_terms
+from vaetransfer.runtime import keep_freed_memory
 
 CHECKPOINT_FORMAT = "vaetransfer-checkpoint"
 FORMAT_VERSION = 1
@@ -265,6 +266,7 @@ def train(
     """
     if threads is not None:
         torch.set_num_threads(threads)
+    keep_freed_memory()
     indices = _check_inputs(config, images, train_indices, checkpoint_paths)
     init_gen, noise_gen = _generators(config)
     model = ConvVAE(channels=config.channels, latent_dim=config.latent_dim)
@@ -274,7 +276,7 @@ def train(
     batches = epoch_batches(indices, config.batch_size, np.random.default_rng(config.seed))
     log = _LossLog(loss_log_path)
     bar = tqdm(
-        total=config.steps, desc=f"train {config.dataset}/{config.objective}/{config.seed}",
+        total=config.steps, desc=f"train {config.dataset}/{config.objective}={config.hparam:g}/seed{config.seed}",
         file=sys.stderr, mininterval=5.0, disable=not progress,
     )
     with bar:

@@ -13,9 +13,11 @@ rule dump_activations:
     conda:
         "../../envs/vaetransfer.yaml"
     threads: 1
+    # Portable resources only (GPU model and partition: profiles/slurm); grow with each retry.
     resources:
-        mem_mb=8000,
-        runtime=60,
+        gpu=1,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
+        runtime=lambda wildcards, attempt: 60 * attempt,
     params:
         seed=config["similarity"]["activation_seed"],
         device=config["training"]["device"],

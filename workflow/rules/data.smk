@@ -13,8 +13,8 @@ rule prepare_dataset:
         "../../envs/vaetransfer.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
     params:
         spec=lambda wildcards: config["datasets"][wildcards.dataset],
     script:

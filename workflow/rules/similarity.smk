@@ -11,9 +11,22 @@ rule score_shard:
     conda:
         "../../envs/vaetransfer.yaml"
     threads: 2
+    # A shard keeps every one of its snapshots prepared in memory: per snapshot about 20 float64
+    # n x n matrices (16 CKA Grams, the Procrustes factors of the 4 layers wider than n) plus
+    # ~0.6 MB per example (float32 activations, narrow factors): 7 GB at n = 5,000, so a
+    # 6-snapshot shard asks for 44 GB. Memory and time grow with each retry.
     resources:
-        mem_mb=16000,
-        runtime=12 * 60,
+        mem_mb=lambda wildcards, attempt: attempt
+        * (
+            2000
+            + len(get_shard_activations(wildcards))
+            * (
+                160 * config["similarity"]["n_examples"] ** 2
+                + 600_000 * config["similarity"]["n_examples"]
+            )
+            // 10**6
+        ),
+        runtime=lambda wildcards, attempt: 12 * 60 * attempt,
     params:
         pairs=get_shard_pairs,
         metrics=config["similarity"]["metrics"],
@@ -32,6 +45,7 @@ rule aggregate_similarity:
         "../../envs/vaetransfer.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
+        runtime=lambda wildcards, attempt: 60 * attempt,
     script:
         "../scripts/aggregate_similarity.py"

@@ -16,9 +16,12 @@ rule train_vae:
     conda:
         "../../envs/vaetransfer.yaml"
     threads: 2
+    # Portable resources only: the SLURM partition and GPU model are cluster facts, set in
+    # profiles/slurm. Memory and time grow with each retry (`--retries`).
     resources:
-        mem_mb=8000,
-        runtime=24 * 60,
+        gpu=1,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
+        runtime=lambda wildcards, attempt: 24 * 60 * attempt,
     params:
         training=config["training"],
     script:
