@@ -31,6 +31,7 @@ from tqdm import tqdm
 from vaetransfer.io import atomic_path, write_parquet
 from vaetransfer.models import ConvVAE, images_to_tensor
 from vaetransfer.objectives import OBJECTIVES, objective_terms
+from vaetransfer.resume import ResumeDir, StopRequested, stop_on_signals
 from vaetransfer.runtime import keep_freed_memory
 
 CHECKPOINT_FORMAT = "vaetransfer-checkpoint"
@@ -193,12 +194,23 @@ class _LossLog:
         self.steps.append(step)
         self.pending.append(torch.stack([terms[c] for c in _TERM_COLUMNS]))
 
-    def flush(self) -> None:
-        if self.written and not self.pending:
-            return  # the final flush after a last-step checkpoint has nothing new
+    def rows(self) -> dict[str, Any]:
+        """Everything logged so far, on the host (for a resume state)."""
+        self._to_host()
+        return {"steps": list(self.steps), "values": list(self.done)}
+
+    def restore(self, rows: Mapping[str, Any]) -> None:
+        self.steps, self.done, self.pending = list(rows["steps"]), list(rows["values"]), []
+
+    def _to_host(self) -> None:
         if self.pending:
             self.done.append(torch.stack(self.pending).double().cpu().numpy())
             self.pending = []
+
+    def flush(self) -> None:
+        if self.written and not self.pending:
+            return  # the final flush after a last-step checkpoint has nothing new
+        self._to_host()
         values = np.concatenate(self.done) if self.done else np.empty((0, len(_TERM_COLUMNS)))
         frame = pd.DataFrame(values, columns=list(_TERM_COLUMNS))
         frame.insert(0, "step", np.asarray(self.steps, dtype=np.int64))
@@ -256,6 +268,8 @@ def train(
     loss_log_path: str | Path,
     progress: bool = True,
     threads: int | None = None,
+    resume_dir: str | Path | None = None,
+    save_every: int | None = None,
 ) -> None:
     """Train a fresh :class:`ConvVAE` for ``config.steps`` updates (spec §2-§3).
 
@@ -263,6 +277,10 @@ def train(
     ``train_indices`` only. ``checkpoint_paths`` maps each of ``config.checkpoint_steps`` to its
     file. The loss log is rewritten at every checkpoint and at the end. ``threads`` sets
     ``torch.set_num_threads`` (process-wide) when given.
+
+    With ``resume_dir`` the run is resumable (:mod:`vaetransfer.resume`): its state is saved every
+    ``save_every`` steps and on SIGTERM/SIGINT/SIGUSR1 (then :class:`StopRequested` is raised),
+    and a later call with the same config continues from it, bit-identically on CPU.
     """
     if threads is not None:
         torch.set_num_threads(threads)
@@ -275,12 +293,17 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
     batches = epoch_batches(indices, config.batch_size, np.random.default_rng(config.seed))
     log = _LossLog(loss_log_path)
+    resume = ResumeDir(resume_dir) if resume_dir is not None else None
+    done = _restore(resume, config, model, optimizer, noise_gen, log, checkpoint_paths)
+    for _ in range(done):  # the batch order is a pure function of the seed: replay it
+        next(batches)
     bar = tqdm(
-        total=config.steps, desc=f"train {config.dataset}/{config.objective}={config.hparam:g}/seed{config.seed}",
+        total=config.steps, initial=done,
+        desc=f"train {config.dataset}/{config.objective}={config.hparam:g}/seed{config.seed}",
         file=sys.stderr, mininterval=5.0, disable=not progress,
     )
-    with bar:
-        for step in range(1, config.steps + 1):
+    with bar, stop_on_signals() as stop_signal:
+        for step in range(done + 1, config.steps + 1):
             x = images_to_tensor(images[next(batches)], config.device)
             terms = train_step(
                 model, optimizer, x, config.objective, config.hparam, step - 1, noise_gen
@@ -289,10 +312,33 @@ def train(
             if step in checkpoint_paths:
                 save_checkpoint(checkpoint_paths[step], model, optimizer, step, config)
                 log.flush()
+                if resume is not None:
+                    resume.keep_checkpoint(checkpoint_paths[step])
             if step % _POSTFIX_EVERY == 0:
                 bar.set_postfix(loss=f"{float(terms['loss']):.2f}", refresh=False)
             bar.update()
+            if resume is not None and step < config.steps:
+                signum = stop_signal()
+                if signum is not None or (save_every and step % save_every == 0):
+                    resume.save(step, config.to_dict(), model, optimizer, noise_gen, log.rows())
+                if signum is not None:
+                    raise StopRequested(f"stopped by signal {signum} after step {step}; state saved in {resume.path}")
     log.flush()
+    if resume is not None:
+        resume.clear()
+
+
+def _restore(resume, config, model, optimizer, noise_gen, log, checkpoint_paths) -> int:
+    """Load a saved resume state into the fresh objects; returns the steps already done (0 if none)."""
+    state = resume.load(config.to_dict()) if resume is not None else None
+    if state is None:
+        return 0
+    model.load_state_dict(state["state_dict"])
+    optimizer.load_state_dict(state["optimizer"])
+    noise_gen.set_state(state["noise_generator"])
+    log.restore(state["loss_rows"])
+    resume.restore_checkpoints(checkpoint_paths, state["step"])
+    return int(state["step"])
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[ConvVAE, dict]:

@@ -27,7 +27,10 @@ def main(images: str, dataset: str, objective: str, hparam: str, seed: int, trai
     )
     train_idx, _ = split_indices(meta["n"], config.seed, config.validation_fraction)
     paths = dict(zip(config.checkpoint_steps, checkpoints, strict=True))
-    train(config, load_images(data_dir), train_idx, paths, losses, threads=threads)
+    # Not a declared output: it must survive Snakemake's cleanup of a failed attempt.
+    resume_dir = Path(losses).parent / "resume"
+    train(config, load_images(data_dir), train_idx, paths, losses, threads=threads,
+          resume_dir=resume_dir, save_every=training.get("resume_every", 2000))
 
 
 if "snakemake" in globals():
