@@ -212,15 +212,3 @@ def shard_paths(config: Mapping[str, Any]) -> list[str]:
 def unique_snapshots(pairs: Iterable[tuple[Snapshot, Snapshot]]) -> list[Snapshot]:
     """Snapshots of `pairs` in first-appearance order, each once."""
     return list(dict.fromkeys(s for pair in pairs for s in pair))
-
-
-def snapshot_identity(snap: Snapshot, hparam_name: str) -> dict[str, Any]:
-    """The model identity recorded in activation sidecars (and hence in the similarity table)."""
-    return {
-        "dataset": snap.run.dataset,
-        "objective": snap.run.objective,
-        "hparam_name": hparam_name,
-        "hparam": snap.run.hparam,
-        "seed": snap.run.seed,
-        "step": snap.step,
-    }
