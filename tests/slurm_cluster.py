@@ -19,6 +19,7 @@ job ran from inside the job too. Facts: /work/shared/spec/slurm.md.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -114,7 +115,9 @@ class LocalSlurmCluster:
         # RealMemory above what slurmd measures makes the node INVAL; 90 % leaves room for the OS.
         self.real_memory = int(hw["RealMemory"] * 0.9)
         self.cpus = hw["CPUs"]
-        self.ctld_port, self.slurmd_port = _free_port(), _free_port()
+        self.ctld_port = self.slurmd_port = _free_port()
+        while self.slurmd_port == self.ctld_port:
+            self.slurmd_port = _free_port()
         self.bin.mkdir(exist_ok=True)
         shim = self.bin / "srun"
         shim.write_text(f'#!/bin/sh\nSLURM_CONF={self.conf} exec {_which("srun")} "$@"\n')
@@ -192,6 +195,8 @@ PartitionName=gpu Nodes={self.node} MaxTime=INFINITE State=UP
         reason = unavailable_reason()
         if reason:
             raise ClusterError(reason)
+        # Also stop the daemons if the caller never gets to stop() (stop() is idempotent).
+        atexit.register(self.stop)
         try:
             self.write_config()
             self._start_munged()
