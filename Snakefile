@@ -6,7 +6,13 @@ from snakemake.utils import min_version
 min_version("9.14.1")
 
 
-configfile: "config/config.yaml"
+# The paper-scale config, unless config files are given with --configfile: those then replace it
+# (they are complete experiments, not patches). Jobs that Snakemake spawns (SLURM) receive the
+# same --configfile, so they see the same config; --replace-workflow-config is not passed on to
+# them, which is why this is decided here. Single keys can still be changed with --config.
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"

@@ -14,7 +14,7 @@ from vaetransfer.scoring import TABLE_COLUMNS
 
 from .conftest import REPO, run_snakemake
 
-TINY = ["--configfile", "tests_configs/tiny.yaml", "--replace-workflow-config"]
+TINY = ["--configfile", "tests_configs/tiny.yaml"]
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_bad_config_stops_before_any_job_naming_the_key(workdir, patch, message)
     for section, values in patch.items():
         config[section].update(values)
     (workdir / "bad.yaml").write_text(yaml.safe_dump(config))
-    proc = run_snakemake("--configfile", "bad.yaml", "--replace-workflow-config", "-n", cwd=workdir, check=False)
+    proc = run_snakemake("--configfile", "bad.yaml", "-n", cwd=workdir, check=False)
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert not (workdir / "results").exists()
