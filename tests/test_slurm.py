@@ -135,7 +135,7 @@ def slurm_run(cluster, tmp_path_factory):
     work = tmp_path_factory.mktemp("slurm")
     shutil.copytree(REPO / "config", work / "config")
     shutil.copy(TINY, work / "tiny.yaml")
-    tiny = ("--configfile", "tiny.yaml")
+    tiny = ("--configfile=tiny.yaml",)
     plan_proc = snakemake(work, *tiny, *TARGETS, "-n", "--quiet", "rules", timeout=120)
     assert plan_proc.returncode == 0, plan_proc.stderr[-4000:]
     start = time.perf_counter()
@@ -196,7 +196,7 @@ def test_failed_job_reports_slurm_state_and_log_and_rerun_resumes(slurm_run, clu
     original, stat = snapshot.read_bytes(), snapshot.stat()
     snapshot.write_bytes(b"not an npz archive")
     known = {r["JobId"] for r in cluster.jobs()}
-    proc = snakemake(work, "--configfile", "tiny.yaml", "--workflow-profile", str(OVERRIDES), "--retries", "1", *TARGETS,
+    proc = snakemake(work, "--configfile=tiny.yaml", "--workflow-profile", str(OVERRIDES), "--retries", "1", *TARGETS,
                      env=cluster.env)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-4000:]
@@ -219,12 +219,12 @@ def test_failed_job_reports_slurm_state_and_log_and_rerun_resumes(slurm_run, clu
     snapshot.write_bytes(original)
     os.utime(snapshot, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     known = {r["JobId"] for r in cluster.jobs()}
-    proc = snakemake(work, "--configfile", "tiny.yaml", "--workflow-profile", str(OVERRIDES), *TARGETS, env=cluster.env)
+    proc = snakemake(work, "--configfile=tiny.yaml", "--workflow-profile", str(OVERRIDES), *TARGETS, env=cluster.env)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     new = [r for r in cluster.jobs() if r["JobId"] not in known]
     assert [(rule_of(r), r["JobState"], r["Partition"]) for r in new] == [
         (("score_shard", "cross_domain_0"), "COMPLETED", "cpu")
     ]
     assert (work / TARGETS[0]).exists()
-    done = snakemake(work, "--configfile", "tiny.yaml", "-n", *TARGETS, timeout=120)
+    done = snakemake(work, "--configfile=tiny.yaml", "-n", *TARGETS, timeout=120)
     assert "Nothing to be done" in done.stdout + done.stderr

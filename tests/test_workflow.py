@@ -14,7 +14,7 @@ from vaetransfer.scoring import TABLE_COLUMNS
 
 from .conftest import REPO, run_snakemake
 
-TINY = ["--configfile", "tests_configs/tiny.yaml"]
+TINY = ["--configfile=tests_configs/tiny.yaml"]
 
 
 @pytest.fixture(scope="module")
