@@ -38,3 +38,21 @@ def workdir(tmp_path):
     shutil.copytree(REPO / "config", tmp_path / "config")
     shutil.copytree(REPO / "tests" / "configs", tmp_path / "tests_configs")
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A private single-node SLURM cluster (tests/slurm_cluster.py) for one test module, stopped by
+    PID afterwards; the test is skipped, with the reason, where SLURM cannot be started."""
+    from .slurm_cluster import LocalSlurmCluster, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"cannot start a local SLURM cluster: {reason}")
+    local = LocalSlurmCluster()
+    try:
+        local.start()
+        yield local
+    finally:
+        local.stop()
+        local.remove()

@@ -26,7 +26,6 @@ import yaml
 from vaetransfer import plan
 
 from .conftest import REPO, SNAKEMAKE, load_config
-from .slurm_cluster import LocalSlurmCluster, unavailable_reason
 
 PROFILE = REPO / "profiles/slurm"
 OVERRIDES = REPO / "tests/slurm/profile"
@@ -111,20 +110,6 @@ def test_both_profiles_plan_the_same_jobs(tmp_path):
 
 
 # ------------------------------------------------------------------------------ real SLURM
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(f"cannot start a local SLURM cluster: {reason}")
-    local = LocalSlurmCluster()
-    try:
-        local.start()
-        yield local
-    finally:
-        local.stop()
-        local.remove()
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,6 @@ from vaetransfer.data.store import load_images, load_meta, split_indices
 from vaetransfer.train import TrainConfig, train
 
 from .conftest import REPO, SNAKEMAKE
-from .slurm_cluster import LocalSlurmCluster, unavailable_reason
 from .test_slurm import OVERRIDES, PROFILE, rule_of
 
 STEPS = 600  # ~12 s at 50 steps/s on 2 CPUs: long enough to cancel mid-run, short enough to redo
@@ -79,20 +78,6 @@ MODEL_DIR = Path("results/models") / RUN
 TARGET = str(MODEL_DIR / f"step{STEPS}.pt")
 RULE_LOG = Path("results/logs/train_vae") / f"{RUN}.log"
 RUN_TIMEOUT = 300
-
-
-@pytest.fixture
-def cluster():
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(f"cannot start a local SLURM cluster: {reason}")
-    local = LocalSlurmCluster()
-    try:
-        local.start()
-        yield local
-    finally:
-        local.stop()
-        local.remove()
 
 
 def start_snakemake(work: Path, env: dict, name: str) -> tuple[subprocess.Popen, Path]:
