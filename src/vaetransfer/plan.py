@@ -16,7 +16,6 @@ Vocabulary (the same keys appear in config, wildcards, file names and table colu
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -80,7 +79,7 @@ def validate_plan(config: Mapping[str, Any]) -> None:
 
     datasets = config["datasets"]
     for name, spec in datasets.items():
-        kind = spec.get("generator", name) if spec["source"] == "procedural" else name
+        kind = _kind(config, name)
         if kind not in CHANNELS:
             raise ConfigError(
                 f"datasets.{name}: unknown {'generator' if spec['source'] == 'procedural' else 'dataset'} "
@@ -119,10 +118,14 @@ def validate_plan(config: Mapping[str, Any]) -> None:
             )
 
 
-def dataset_channels(config: Mapping[str, Any], name: str) -> int:
+def _kind(config: Mapping[str, Any], name: str) -> str:
+    """The generator of a procedural dataset, or the real dataset's own name."""
     spec = config["datasets"][name]
-    kind = spec.get("generator", name) if spec["source"] == "procedural" else name
-    return CHANNELS[kind]
+    return spec.get("generator", name) if spec["source"] == "procedural" else name
+
+
+def dataset_channels(config: Mapping[str, Any], name: str) -> int:
+    return CHANNELS[_kind(config, name)]
 
 
 # ----------------------------------------------------------------------------- runs and snapshots
@@ -187,18 +190,23 @@ def families(config: Mapping[str, Any]) -> list[str]:
     return [f for f in FAMILIES if f in config["similarity"]["families"]]
 
 
+def shards(config: Mapping[str, Any], family: str) -> list[list[tuple[Snapshot, Snapshot]]]:
+    """The comparisons of `family` cut into blocks of `similarity.pairs_per_shard`, in order."""
+    size = config["similarity"]["pairs_per_shard"]
+    pairs = comparisons(config, family)
+    return [pairs[i : i + size] for i in range(0, len(pairs), size)]
+
+
 def shard_count(config: Mapping[str, Any], family: str) -> int:
-    n = len(comparisons(config, family))
-    return math.ceil(n / config["similarity"]["pairs_per_shard"])
+    return len(shards(config, family))
 
 
 def shard(config: Mapping[str, Any], family: str, index: int) -> list[tuple[Snapshot, Snapshot]]:
     """Comparisons of shard `index` (0-based) of `family`."""
-    size = config["similarity"]["pairs_per_shard"]
-    pairs = comparisons(config, family)
-    if not 0 <= index < math.ceil(len(pairs) / size):
+    blocks = shards(config, family)
+    if not 0 <= index < len(blocks):
         raise ConfigError(f"shard {index} of family {family!r} does not exist")
-    return pairs[index * size : (index + 1) * size]
+    return blocks[index]
 
 
 def shard_paths(config: Mapping[str, Any]) -> list[str]:

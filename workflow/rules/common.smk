@@ -15,6 +15,8 @@ except plan.ConfigError as err:
     raise WorkflowError(f"Invalid config: {err}") from None
 
 RUNS = plan.runs(config)
+# Every family's shards, computed once: the input functions of all score_shard jobs index into it.
+SHARDS = {family: plan.shards(config, family) for family in plan.families(config)}
 STEPS = config["training"]["checkpoint_steps"]
 FINAL_STEP = config["training"]["steps"]
 
@@ -53,15 +55,19 @@ def get_activation_inputs(wildcards):
     }
 
 
+def _shard(wildcards):
+    return SHARDS[wildcards.family][int(wildcards.shard)]
+
+
 def get_shard_activations(wildcards):
-    pairs = plan.shard(config, wildcards.family, int(wildcards.shard))
+    pairs = _shard(wildcards)
     return [snap.activations for snap in plan.unique_snapshots(pairs)]
 
 
 def get_shard_pairs(wildcards):
     """The shard's snapshot pairs as pairs of activation paths (the script reads identities
     from the sidecars, never from these paths)."""
-    pairs = plan.shard(config, wildcards.family, int(wildcards.shard))
+    pairs = _shard(wildcards)
     return [[a.activations, b.activations] for a, b in pairs]
 
 
