@@ -67,7 +67,7 @@ def test_shards_partition_the_comparisons(tiny):
         pairs = plan.comparisons(tiny, family)
         n = plan.shard_count(tiny, family)
         joined = [p for i in range(n) for p in plan.shard(tiny, family, i)]
-        assert joined == pairs
+        assert sorted(joined) == sorted(pairs) and len(set(joined)) == len(joined)
         assert all(len(plan.shard(tiny, family, i)) <= tiny["similarity"]["pairs_per_shard"] for i in range(n))
         with pytest.raises(plan.ConfigError):
             plan.shard(tiny, family, n)
@@ -112,3 +112,31 @@ def test_valid_configs_pass(tiny, paper):
     plan.validate_plan(tiny)
     plan.validate_plan(paper)
     plan.validate_plan(load_config(REPO / "config/quick.yaml"))
+
+
+def test_shards_are_cost_balanced_and_keep_runs_together():
+    """Paper config: shards of comparable estimated cost (LPT), each within the time target,
+    each learning-dynamics shard drawn from one run's checkpoints when possible."""
+    from tests.conftest import REPO, load_config
+
+    paper = load_config(REPO / "config" / "config.yaml")
+    budget = 60 * paper["similarity"]["shard_minutes"]
+    for family in plan.families(paper):
+        costs = [plan.estimate_seconds(paper, s) for s in plan.shards(paper, family)]
+        assert max(costs) <= budget
+        assert max(costs) / min(costs) < 1.5
+    for block in plan.shards(paper, "learning_dynamics")[:20]:
+        assert len({a.run for a, _ in block}) == 1
+
+
+def test_shard_count_follows_the_time_target(tiny):
+    """A smaller time target gives more shards; the pair cap still holds."""
+    tiny = copy.deepcopy(tiny)
+    tiny["similarity"]["n_examples"] = 5000
+    tiny["similarity"]["pairs_per_shard"] = 100
+    loose = plan.shard_count(tiny, "learning_dynamics")
+    tiny["similarity"]["shard_minutes"] = 5
+    tight = plan.shard_count(tiny, "learning_dynamics")
+    assert tight > loose
+    for block in plan.shards(tiny, "learning_dynamics"):
+        assert len(block) == 1 or plan.estimate_seconds(tiny, block) <= 5 * 60

@@ -62,11 +62,8 @@ def test_end_to_end_artifacts_describe_themselves(tiny_run):
     assert ckpt["step"] == 5 and ckpt["config"]["hparam"] == 4.0 and ckpt["config"]["seed"] == 1
     losses = pd.read_parquet(run / "losses.parquet")
     assert list(losses["step"]) == list(range(1, 21))
-    sidecar = json.loads((tiny_run / "results/activations/dsprites/beta_vae/1/seed0/step20/symsol.json").read_text())
-    assert [layer["name"] for layer in sidecar["layers"]] == list(LAYER_NAMES)
-    assert sidecar["eval_dataset"] == "symsol" and sidecar["model"]["dataset"] == "dsprites"
-    indices = np.load(tiny_run / "results/data/symsol/eval_indices.npy")
-    assert sidecar["example_indices"] == indices.tolist()
+    # Activation dumps are temp(): removed once every shard that reads them has finished.
+    assert not [p for p in (tiny_run / "results/activations").rglob("*") if p.is_file()]
     meta = json.loads((tiny_run / "results/data/dsprites/meta.json").read_text())
     assert meta["n"] == 3 * 2 * 4 * 4 * 3
     for fig in ("fig2", "fig5a"):
@@ -143,3 +140,21 @@ def test_snakefmt_is_clean():
 def test_no_default_profile():
     # Snakemake would load profiles/default over every --profile (spec snakemake.md 2.1).
     assert not (REPO / "profiles/default").exists() and not (REPO / "workflow/profiles/default").exists()
+
+
+@pytest.mark.slow
+def test_keep_activations_keeps_self_describing_dumps(tiny_run):
+    """similarity.keep_activations: the dumps a shard reads stay, each with its sidecar."""
+    import yaml
+
+    config = yaml.safe_load((tiny_run / "tests_configs/tiny.yaml").read_text())
+    config["similarity"]["keep_activations"] = True  # (--config cannot set a nested boolean)
+    (tiny_run / "keep.yaml").write_text(yaml.safe_dump(config))
+    shard = "results/similarity/cross_domain/shard0.parquet"
+    run_snakemake("--configfile=keep.yaml", "--cores", "2", "--forcerun", "score_shard", shard, cwd=tiny_run)
+    sidecar = json.loads((tiny_run / "results/activations/dsprites/beta_vae/1/seed0/step20/symsol.json").read_text())
+    assert (tiny_run / "results/activations/dsprites/beta_vae/1/seed0/step20/symsol.npz").exists()
+    assert [layer["name"] for layer in sidecar["layers"]] == list(LAYER_NAMES)
+    assert sidecar["eval_dataset"] == "symsol" and sidecar["model"]["dataset"] == "dsprites"
+    indices = np.load(tiny_run / "results/data/symsol/eval_indices.npy")
+    assert sidecar["example_indices"] == indices.tolist()

@@ -10,12 +10,14 @@ Vocabulary (the same keys appear in config, wildcards, file names and table colu
   `eval_dataset` (its own dataset, or another one for cross-domain comparisons);
 - a *comparison* is an ordered pair of snapshots scored on every layer pair;
 - a *family* groups comparisons by the question they answer (``learning_dynamics``,
-  ``cross_domain``); each family's comparisons are cut into shards of ``pairs_per_shard``.
+  ``cross_domain``); each family's comparisons are cut into cost-balanced shards (:func:`shards`).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -191,10 +193,91 @@ def families(config: Mapping[str, Any]) -> list[str]:
 
 
 def shards(config: Mapping[str, Any], family: str) -> list[list[tuple[Snapshot, Snapshot]]]:
-    """The comparisons of `family` cut into blocks of `similarity.pairs_per_shard`, in order."""
-    size = config["similarity"]["pairs_per_shard"]
-    pairs = comparisons(config, family)
-    return [pairs[i : i + size] for i in range(0, len(pairs), size)]
+    """The comparisons of `family` in cost-balanced shards (greedy LPT bin packing).
+
+    1. Comparisons are grouped so that pairs sharing snapshots stay together (learning dynamics:
+       one run; cross-domain: one source snapshot against its target partners), and a group is cut,
+       in order, into items of at most `similarity.pairs_per_shard` pairs and (when it has more
+       than one pair) at most `similarity.shard_minutes` of estimated cost.
+    2. Each item's cost is estimated by :mod:`vaetransfer.costmodel` from the layer widths and
+       `n_examples`: preparing its distinct snapshots plus scoring its pairs.
+    3. k = max(ceil(total cost / shard_minutes), ceil(pairs / pairs_per_shard)) shards (at most one
+       per item); items are placed largest first into the currently cheapest shard that has room
+       for their pairs (Graham's LPT: without the pair cap, the costliest shard is within 4/3 of
+       the best possible), kept in plan order inside a shard.
+    Deterministic: the same config always gives the same shards.
+    """
+    sim = config["similarity"]
+    cap, budget = sim["pairs_per_shard"], 60.0 * sim["shard_minutes"]
+    items: list[list[tuple[Snapshot, Snapshot]]] = []
+    for group in _groups(config, family):
+        item: list[tuple[Snapshot, Snapshot]] = []
+        for pair in group:
+            if item and (len(item) >= cap or estimate_seconds(config, [*item, pair]) > budget):
+                items.append(item)
+                item = []
+            item.append(pair)
+        if item:
+            items.append(item)
+    if not items:
+        return []
+    costs = [estimate_seconds(config, item) for item in items]
+    n_pairs = sum(len(item) for item in items)
+    k = min(len(items), max(1, math.ceil(sum(costs) / budget), math.ceil(n_pairs / cap)))
+    loads, sizes = [0.0] * k, [0] * k
+    members: list[list[int]] = [[] for _ in range(k)]
+    for i in sorted(range(len(items)), key=lambda i: (-costs[i], i)):
+        room = [b for b in range(len(loads)) if sizes[b] + len(items[i]) <= cap]
+        if not room:  # every shard is full: open another (the pair cap is a hard limit)
+            loads.append(0.0), sizes.append(0), members.append([])
+            room = [len(loads) - 1]
+        b = min(room, key=lambda b: (loads[b], b))
+        members[b].append(i)
+        loads[b] += costs[i]
+        sizes[b] += len(items[i])
+    bins = sorted((sorted(m) for m in members if m), key=lambda m: m[0])
+    return [[pair for i in m for pair in items[i]] for m in bins]
+
+
+def _groups(config: Mapping[str, Any], family: str) -> list[list[tuple[Snapshot, Snapshot]]]:
+    """Consecutive comparisons that share a first snapshot's run (learning dynamics) or the first
+    snapshot itself (cross-domain): the units that the sharding keeps together when it can."""
+    key = (lambda pair: pair[0].run) if family == "learning_dynamics" else (lambda pair: pair[0])
+    return [list(g) for _, g in itertools.groupby(comparisons(config, family), key=key)]
+
+
+def snapshot_widths(config: Mapping[str, Any], snapshot: Snapshot) -> tuple[int, ...]:
+    """Flattened widths of a snapshot's representations (its input is the evaluation dataset)."""
+    from vaetransfer.costmodel import layer_widths
+
+    return tuple(layer_widths(dataset_channels(config, snapshot.eval_dataset)).values())
+
+
+def estimate_seconds(config: Mapping[str, Any], pairs: list[tuple[Snapshot, Snapshot]]) -> float:
+    """Estimated single-job seconds to score `pairs` (cost model at the reference GEMM rates)."""
+    from vaetransfer import costmodel
+
+    n, metrics = config["similarity"]["n_examples"], tuple(config["similarity"]["metrics"])
+    flops = costmodel.Flops()
+    for snap in unique_snapshots(pairs):
+        flops += _prepare_flops(snapshot_widths(config, snap), n, metrics)
+    for a, b in pairs:
+        flops += _pair_flops(snapshot_widths(config, a), snapshot_widths(config, b), n, metrics)
+    return flops.seconds()
+
+
+@functools.lru_cache(maxsize=None)
+def _prepare_flops(widths, n, metrics):
+    from vaetransfer import costmodel
+
+    return costmodel.prepare_flops(widths, n, metrics)
+
+
+@functools.lru_cache(maxsize=None)
+def _pair_flops(widths_x, widths_y, n, metrics):
+    from vaetransfer import costmodel
+
+    return costmodel.pair_flops(widths_x, widths_y, n, metrics)
 
 
 def shard_count(config: Mapping[str, Any], family: str) -> int:

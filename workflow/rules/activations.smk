@@ -1,15 +1,21 @@
 # The 16 named representations of a checkpoint on an evaluation sample (its own dataset's, or
-# another one's for cross-domain comparisons), in one .npz with a JSON sidecar.
+# another one's for cross-domain comparisons), in one .npz with a JSON sidecar; temp() by default
+# (removed once every shard reading it has finished), kept with similarity.keep_activations.
 
 
 rule dump_activations:
     input:
         unpack(get_activation_inputs),
     output:
-        arrays="results/activations/{dataset}/{objective}/{hparam}/seed{seed}/step{step}/{eval_dataset}.npz",
-        sidecar="results/activations/{dataset}/{objective}/{hparam}/seed{seed}/step{step}/{eval_dataset}.json",
+        arrays=activation_output(
+            "results/activations/{dataset}/{objective}/{hparam}/seed{seed}/step{step}/{eval_dataset}.npz"
+        ),
+        sidecar=activation_output(
+            "results/activations/{dataset}/{objective}/{hparam}/seed{seed}/step{step}/{eval_dataset}.json"
+        ),
     log:
         "results/logs/dump_activations/{dataset}/{objective}/{hparam}/seed{seed}/step{step}/{eval_dataset}.log",
+    priority: get_dump_priority
     conda:
         "../../envs/vaetransfer.yaml"
     threads: 1

@@ -4,7 +4,7 @@ import re
 
 from snakemake.utils import validate
 
-from vaetransfer import plan
+from vaetransfer import costmodel, plan
 
 # Schema first (unknown keys, bad types and values), then cross-key checks; both stop the run
 # before any job starts, with a message naming the key at fault.
@@ -17,6 +17,17 @@ except plan.ConfigError as err:
 RUNS = plan.runs(config)
 # Every family's shards, computed once: the input functions of all score_shard jobs index into it.
 SHARDS = {family: plan.shards(config, family) for family in plan.families(config)}
+# Shards in plan order. Activation dumps are given priorities in this order and shards a higher
+# one, so each shard is scored (and its temp() dumps removed) soon after its dumps are written:
+# this is what bounds peak disk (README, "Disk").
+SHARD_ORDER = [
+    (family, i) for family, blocks in SHARDS.items() for i in range(len(blocks))
+]
+SNAPSHOT_RANK = {}
+for _rank, (_family, _i) in enumerate(SHARD_ORDER):
+    for _snap in plan.unique_snapshots(SHARDS[_family][_i]):
+        SNAPSHOT_RANK.setdefault(_snap.activations, _rank)
+SCORE_PRIORITY = len(SHARD_ORDER) + 20
 STEPS = config["training"]["checkpoint_steps"]
 FINAL_STEP = config["training"]["steps"]
 
@@ -32,7 +43,12 @@ def get_all_targets():
         for name in config["figures"]
         for ext in ("png", "pdf")
     ]
-    return ["results/tables/similarity.parquet", *figures]
+    return [
+        "results/tables/similarity.parquet",
+        *figures,
+        "results/figures/fig1.png",
+        "results/figures/fig1.pdf",
+    ]
 
 
 def get_dataset_files(name):
@@ -55,13 +71,53 @@ def get_activation_inputs(wildcards):
     }
 
 
+def activation_output(path):
+    """Activation dumps are temp() unless `similarity.keep_activations` (2 GB per snapshot and
+    evaluation dataset at n = 5,000)."""
+    return path if config["similarity"]["keep_activations"] else temp(path)
+
+
+def get_dump_priority(wildcards):
+    """Earlier shards' snapshots first (see SHARD_ORDER); dumps no shard reads come last."""
+    run = f"{wildcards.dataset}/{wildcards.objective}/{wildcards.hparam}/seed{wildcards.seed}"
+    path = (
+        f"results/activations/{run}/step{wildcards.step}/{wildcards.eval_dataset}.npz"
+    )
+    return 10 + len(SHARD_ORDER) - SNAPSHOT_RANK.get(path, len(SHARD_ORDER))
+
+
+def get_shard_resources(wildcards, attempt):
+    """Memory (MB), time (min) and scratch disk (MB) of a shard from the cost model, growing with
+    each retry: the engine keeps `similarity.memory_mb` of prepared data, spills the rest.
+    """
+    pairs = _shard(wildcards)
+    sim = config["similarity"]
+    snaps = plan.unique_snapshots(pairs)
+    widths = [plan.snapshot_widths(config, s) for s in snaps]
+    n, metrics = sim["n_examples"], sim["metrics"]
+    transient = max(costmodel.transient_bytes(w, n) for w in widths)
+    kept = sum(costmodel.prepared_bytes(w, n, metrics) for w in widths)
+    mem = costmodel.PROCESS_BYTES + transient + min(kept, sim["memory_mb"] * 2**20)
+    minutes = 10 + 3 * plan.estimate_seconds(config, pairs) / 60
+    return {
+        "mem_mb": attempt * (mem // 2**20 + 500),
+        "runtime": int(attempt * minutes),
+        "disk_mb": kept // 2**20 + 1000,
+    }
+
+
 def _shard(wildcards):
     return SHARDS[wildcards.family][int(wildcards.shard)]
 
 
 def get_shard_activations(wildcards):
     pairs = _shard(wildcards)
-    return [snap.activations for snap in plan.unique_snapshots(pairs)]
+    # The sidecars too: they are temp() like the arrays, so they must be declared to be kept.
+    return [
+        path
+        for snap in plan.unique_snapshots(pairs)
+        for path in (snap.activations, snap.activations.removesuffix(".npz") + ".json")
+    ]
 
 
 def get_shard_pairs(wildcards):

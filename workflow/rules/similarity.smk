@@ -8,28 +8,25 @@ rule score_shard:
         "results/similarity/{family}/shard{shard}.parquet",
     log:
         "results/logs/score_shard/{family}/shard{shard}.log",
+    priority: SCORE_PRIORITY
     conda:
         "../../envs/vaetransfer.yaml"
     threads: 2
-    # A shard keeps every one of its snapshots prepared in memory: per snapshot about 20 float64
-    # n x n matrices (16 CKA Grams, the Procrustes factors of the 4 layers wider than n) plus
-    # ~0.6 MB per example (float32 activations, narrow factors): 7 GB at n = 5,000, so a
-    # 6-snapshot shard asks for 44 GB. Memory and time grow with each retry.
+    # Bounded memory whatever the shard size: prepared representations beyond
+    # similarity.memory_mb are spilled to the job's tmpdir (resources from the cost model).
     resources:
-        mem_mb=lambda wildcards, attempt: attempt
-        * (
-            2000
-            + len(get_shard_activations(wildcards))
-            * (
-                160 * config["similarity"]["n_examples"] ** 2
-                + 600_000 * config["similarity"]["n_examples"]
-            )
-            // 10**6
-        ),
-        runtime=lambda wildcards, attempt: 12 * 60 * attempt,
+        mem_mb=lambda wildcards, attempt: get_shard_resources(wildcards, attempt)[
+            "mem_mb"
+        ],
+        runtime=lambda wildcards, attempt: get_shard_resources(wildcards, attempt)[
+            "runtime"
+        ],
+        disk_mb=lambda wildcards, attempt: get_shard_resources(wildcards, attempt)[
+            "disk_mb"
+        ],
     params:
         pairs=get_shard_pairs,
-        metrics=config["similarity"]["metrics"],
+        similarity=config["similarity"],
     script:
         "../scripts/score_shard.py"
 
