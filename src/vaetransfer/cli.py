@@ -64,7 +64,37 @@ def build_parser() -> argparse.ArgumentParser:
                          help="also write the long-format table (layer_x, layer_y, metric, score, "
                          "n_examples, file_x, file_y) as Parquet")
     compare.set_defaults(handler=compare_command)
+
+    footprint = commands.add_parser(
+        "footprint",
+        help="estimated disk, memory and CPU time of a config's similarity stage",
+        description="Print the activation-dump sizes, the peak disk with temp() dumps, the largest "
+        "shard's memory and scratch, and the scoring job-hours of a workflow config.",
+    )
+    footprint.add_argument("--configfile", type=Path, default=Path("config/config.yaml"),
+                           help="workflow config (default: config/config.yaml)")
+    footprint.add_argument("--jobs", type=int, default=100,
+                           help="jobs running at once (snakemake --jobs / --cores; default 100)")
+    footprint.set_defaults(handler=footprint_command)
     return parser
+
+
+def footprint_command(args: argparse.Namespace) -> int:
+    from vaetransfer.footprint import report
+    from vaetransfer.plan import ConfigError, load_config
+
+    if not args.configfile.is_file():
+        raise UsageError(f"{args.configfile}: no such config file")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    try:
+        config = load_config(args.configfile)
+    except ConfigError as exc:
+        raise UsageError(f"{args.configfile}: {exc}") from None
+    except Exception as exc:  # schema violations (snakemake's WorkflowError)
+        raise UsageError(f"{args.configfile}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+    print(report(config, args.jobs))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -280,6 +280,43 @@ def _pair_flops(widths_x, widths_y, n, metrics):
     return costmodel.pair_flops(widths_x, widths_y, n, metrics)
 
 
+def shard_resources(config: Mapping[str, Any], pairs: list[tuple[Snapshot, Snapshot]]) -> dict[str, int]:
+    """Memory (MB), time (min) and scratch disk (MB) of one shard job at its first attempt.
+
+    Memory = process overhead + the transient working set of its widest representation + the
+    prepared data kept in memory (at most `similarity.memory_mb`; the rest is spilled to disk).
+    Time = 3x the cost model's estimate + 10 min. Disk = everything prepared (worst-case spill).
+    """
+    from vaetransfer import costmodel
+
+    sim = config["similarity"]
+    n, metrics = sim["n_examples"], sim["metrics"]
+    widths = [snapshot_widths(config, s) for s in unique_snapshots(pairs)]
+    transient = max(costmodel.transient_bytes(w, n) for w in widths)
+    kept = sum(costmodel.prepared_bytes(w, n, metrics) for w in widths)
+    memory = costmodel.PROCESS_BYTES + transient + min(kept, sim["memory_mb"] * 2**20)
+    return {
+        "mem_mb": memory // 2**20 + 500,
+        "runtime": int(10 + 3 * estimate_seconds(config, pairs) / 60),
+        "disk_mb": kept // 2**20 + 1000,
+    }
+
+
+def load_config(path) -> dict:
+    """Read a config file and validate it against the workflow's schema, defaults filled in (what
+    the Snakefile does), for tools that run outside Snakemake (``vaetransfer footprint``)."""
+    from pathlib import Path
+
+    import yaml
+    from snakemake.utils import validate
+
+    schema = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+    config = yaml.safe_load(Path(path).read_text())
+    validate(config, str(schema))
+    validate_plan(config)
+    return config
+
+
 def shard_count(config: Mapping[str, Any], family: str) -> int:
     return len(shards(config, family))
 

@@ -4,7 +4,7 @@ import re
 
 from snakemake.utils import validate
 
-from vaetransfer import costmodel, plan
+from vaetransfer import plan
 
 # Schema first (unknown keys, bad types and values), then cross-key checks; both stop the run
 # before any job starts, with a message naming the key at fault.
@@ -88,22 +88,9 @@ def get_dump_priority(wildcards):
 
 def get_shard_resources(wildcards, attempt):
     """Memory (MB), time (min) and scratch disk (MB) of a shard from the cost model, growing with
-    each retry: the engine keeps `similarity.memory_mb` of prepared data, spills the rest.
-    """
-    pairs = _shard(wildcards)
-    sim = config["similarity"]
-    snaps = plan.unique_snapshots(pairs)
-    widths = [plan.snapshot_widths(config, s) for s in snaps]
-    n, metrics = sim["n_examples"], sim["metrics"]
-    transient = max(costmodel.transient_bytes(w, n) for w in widths)
-    kept = sum(costmodel.prepared_bytes(w, n, metrics) for w in widths)
-    mem = costmodel.PROCESS_BYTES + transient + min(kept, sim["memory_mb"] * 2**20)
-    minutes = 10 + 3 * plan.estimate_seconds(config, pairs) / 60
-    return {
-        "mem_mb": attempt * (mem // 2**20 + 500),
-        "runtime": int(attempt * minutes),
-        "disk_mb": kept // 2**20 + 1000,
-    }
+    each retry: the engine keeps `similarity.memory_mb` of prepared data, spills the rest."""
+    first = plan.shard_resources(config, _shard(wildcards))
+    return {key: value * attempt for key, value in first.items()}
 
 
 def _shard(wildcards):
