@@ -5,8 +5,9 @@ Counts follow the engine (:mod:`vaetransfer.similarity.engine`):
 
 - CKA preparation of an (n, p) representation: a block-triangular Gram, ``2 n^2 p (B+1)/(2B)``
   float32 FLOPs with B = ceil(n / 1024) row blocks; a pair: one ``2 n^2`` float32 dot product.
-- Procrustes preparation: nothing for p <= n (the factor is the centred features), an n x n
-  float64 eigendecomposition (counted as ``EIGH_FLOPS * n^3``) for p > n; a pair with factor
+- Procrustes preparation: nothing for p <= n (the factor is the centred features); for p > n the
+  same Gram in float64 (shared with CKA) and an n x n float64 eigendecomposition (counted as
+  ``EIGH_FLOPS * n^3``); a pair with factor
   ranks r_x <= r_y: ``2 n r_x r_y`` (product) + ``2 r_x^2 r_y (B+1)/(2B)`` (its Gram) +
   ``EIGVALSH_FLOPS * r_x^3`` float64 FLOPs.
 
@@ -73,10 +74,11 @@ def prepare_flops(widths: Iterable[int], n: int, metrics: Iterable[str]) -> Flop
     metrics = set(metrics)
     total = Flops()
     for p in widths:
-        if "cka" in metrics or p > n:  # the Gram is built for CKA, and for wide Procrustes factors
-            total += Flops(float32=2.0 * n * n * p * _triangle(n))
-        if "procrustes" in metrics and p > n:
-            total += Flops(float64=EIGH_FLOPS * n**3)
+        gram = 2.0 * n * n * p * _triangle(n)
+        if "procrustes" in metrics and p > n:  # a float64 Gram (exact null space), then eigh
+            total += Flops(float64=gram + EIGH_FLOPS * n**3)
+        elif "cka" in metrics:
+            total += Flops(float32=gram)
     return total
 
 

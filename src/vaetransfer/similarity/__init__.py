@@ -58,7 +58,8 @@ def pairwise(
 
     reps_x, reps_y: sequences of (n, d_i) arrays (or tensors, or :class:`Prepared` from
     :func:`prepare`), all of the same n examples. Each distinct object is prepared once, even when
-    it appears on both sides; passing the same sequence twice computes each unordered pair once.
+    it appears on both sides; passing the same sequence twice computes each unordered Procrustes
+    pair once (CKA's stacked product is a full GEMM: symmetric to ~1e-16).
     metric: "cka" or "procrustes". device: torch device for the arithmetic ("cpu", "cuda", ...).
     debiased: unbiased-HSIC CKA. constant: "defined" (0 against a varying representation, 1
     between two constant ones) or "nan" (the authors' 0/0).

@@ -173,17 +173,29 @@ def prepare(
     n, p = X.shape
     if n < (4 if debiased else 2):
         raise ValueError(f"similarity needs at least {4 if debiased else 2} examples, got {n}")
-    with exact_matmul():
-        gram = centred_gram(X)
-    total = float(torch.trace(gram))  # ||Xc||_F^2
+    wide_procrustes = "procrustes" in metrics and p > n
+    features = None
+    if "procrustes" in metrics and p <= n:
+        features = _centred_features(X)  # float64; its squared norm is tr(Kc)
+        total = float(torch.sum(features * features))
+    gram = None
+    if "cka" in metrics or wide_procrustes:
+        # The eigen-factor needs a float64 Gram: float32 products leave ~eps32 noise in the null
+        # space of a low-rank wide layer, and each noise direction adds sqrt(noise) to ||X^T Y||_*.
+        with exact_matmul():
+            gram = centred_gram(X, _F64 if wide_procrustes else None)
+        if features is None:  # else the exact float64 norm of the features is kept
+            total = float(torch.trace(gram))
     if not math.isfinite(total):
         raise ValueError(f"activations (shape {tuple(X.shape)}) contain NaN or infinity")
     if total <= 0.0:
         return Prepared(n, p, metrics, constant=True, debiased=debiased)
 
     factor = None
-    if "procrustes" in metrics:
-        factor = _feature_factor(X, total) if p <= n else _eigen_factor(gram / total)
+    if features is not None:
+        factor = _drop_constant_columns(features).div_(math.sqrt(total))
+    elif wide_procrustes:
+        factor = _eigen_factor(gram / total)
     cka_gram = None
     if "cka" in metrics:
         if debiased:
@@ -195,20 +207,22 @@ def prepare(
     return Prepared(n, p, metrics, False, debiased, cka_gram, factor)
 
 
-def centred_gram(X: torch.Tensor) -> torch.Tensor:
+def centred_gram(X: torch.Tensor, product_dtype: torch.dtype | None = None) -> torch.Tensor:
     """``Xc Xc^T`` (n, n) in float64 for X (n, p), Xc the column-centred X.
 
-    Columns are centred a chunk at a time in X's dtype (the float64 mean rounded to X's dtype;
-    the leftover offset is removed exactly by double-centring the float64 Gram), and the chunk's
-    products, in X's dtype, are accumulated in float64. A constant column centres to exact zeros.
+    Columns are centred a chunk at a time in `product_dtype` (default: X's dtype; the float64 mean
+    rounded to it, the leftover offset removed exactly by double-centring the float64 Gram), and
+    the chunk's products, in that dtype, are accumulated in float64. A constant column centres to
+    exact zeros.
     """
     n, p = X.shape
+    dtype = product_dtype or X.dtype
     gram = torch.zeros(n, n, dtype=_F64, device=X.device)
     width = max(1, _CHUNK_BYTES // (n * X.element_size()))
     for start in range(0, p, width):
-        chunk = X[:, start : start + width]
+        chunk = X[:, start : start + width].to(dtype)
         mean = chunk.sum(dim=0, dtype=_F64) / n
-        syrk_(gram, chunk - mean.to(X.dtype))
+        syrk_(gram, chunk - mean.to(dtype))
     _double_centre_(gram)
     return gram
 
@@ -249,18 +263,18 @@ def _unbiased_centre_(K: torch.Tensor) -> None:
     K.fill_diagonal_(0.0)
 
 
-def _feature_factor(X: torch.Tensor, total: float) -> torch.Tensor:
-    """Centred float64 features of X (n, p <= n), constant columns dropped, scaled by 1/sqrt(total).
-
-    Constant (e.g. dead ReLU) columns would only add exact zero singular values whose
-    sqrt(rounding noise) inflates the nuclear norm.
-    """
+def _centred_features(X: torch.Tensor) -> torch.Tensor:
+    """Column-centred float64 copy of X (n, p). Constant columns centre to exact zeros (the
+    float64 sum of n equal float32 values is exact)."""
     Xc = X.to(_F64)
-    Xc -= Xc.mean(dim=0)
+    return Xc.sub_(Xc.mean(dim=0))
+
+
+def _drop_constant_columns(Xc: torch.Tensor) -> torch.Tensor:
+    """Constant (e.g. dead ReLU) columns would only add exact zero singular values whose
+    sqrt(rounding noise) inflates the nuclear norm."""
     varying = torch.any(Xc != 0, dim=0)
-    if not bool(varying.all()):
-        Xc = Xc[:, varying]
-    return Xc.div_(math.sqrt(total))
+    return Xc if bool(varying.all()) else Xc[:, varying]
 
 
 def _eigen_factor(K: torch.Tensor) -> torch.Tensor:
