@@ -768,3 +768,17 @@ def test_cuda_matches_cpu(n, widths):
         reference.procrustes_example_space_reference(X, Y) if widths[0] > n else reference.procrustes_reference(X, Y),
         abs=F32_TOL,
     )
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_torch_pair_path_matches_numpy_path_on_cpu(monkeypatch, seed):
+    """On CPU Procrustes pairs go through numpy; the torch path (the one CUDA uses) gives the
+    same numbers, so CI exercises the GPU code path's arithmetic without a GPU."""
+    from vaetransfer.similarity import engine
+
+    rng = np.random.default_rng(seed)
+    reps = [rng.standard_normal((120, p)).astype(np.float32) for p in (7, 60, 300, 1000)]
+    numpy_path = pairwise(reps, reps, "procrustes")
+    monkeypatch.setattr(engine, "TORCH_PAIRS_ON_CPU", True)
+    torch_path = pairwise(reps, reps, "procrustes")
+    np.testing.assert_allclose(torch_path, numpy_path, atol=1e-12, rtol=0)

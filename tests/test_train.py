@@ -173,7 +173,7 @@ def test_rejects_too_few_indices_and_mismatched_inputs(tmp_path):
 @pytest.mark.parametrize(
     "field, value",
     [
-        ("dataset", ""), ("objective", "vae"), ("hparam", float("nan")), ("hparam", "1"),
+        ("dataset", ""), ("objective", "factor_vae"), ("hparam", float("nan")), ("hparam", "1"),
         ("seed", -1), ("seed", 1.5), ("steps", 0), ("checkpoint_steps", []),
         ("checkpoint_steps", [3]), ("checkpoint_steps", [6, 3]), ("checkpoint_steps", [0, 6]),
         ("checkpoint_steps", [3, 3, 6]), ("checkpoint_steps", [3, 9]), ("batch_size", 0),
@@ -184,6 +184,38 @@ def test_rejects_too_few_indices_and_mismatched_inputs(tmp_path):
 def test_bad_config_value_names_field(field, value):
     with pytest.raises(ValueError, match=rf"TrainConfig\.{field}="):
         config(**{field: value})
+
+
+def test_objective_hparam_and_options_are_checked_and_resolved():
+    with pytest.raises(ValueError, match=r"TrainConfig\.hparam=2\.0: vae: beta=2\.0 is not allowed"):
+        config(objective="vae", hparam=2.0)
+    with pytest.raises(ValueError, match=r"TrainConfig\.objective_options=.*beta_tc_vae: option variant"):
+        config(objective="beta_tc_vae", objective_options={"variant": "tc"})
+    with pytest.raises(ValueError, match=r"TrainConfig\.objective_options=.*unknown option"):
+        config(objective="beta_vae", objective_options={"variant": "total_correlation"})
+    assert config(objective="beta_tc_vae").objective_options == {"variant": "total_correlation"}
+    assert config().objective_options == {}
+
+
+def test_extra_terms_logged_and_authors_beta_tc_variant_trains_a_beta_vae(tmp_path):
+    images = random_squares(32)
+    short = dict(steps=2, checkpoint_steps=[2], hparam=4.0)
+    tc_paths, tc_log = run(tmp_path / "tc", config(objective="beta_tc_vae", **short), images)
+    authors_paths, authors_log = run(
+        tmp_path / "authors",
+        config(objective="beta_tc_vae", objective_options={"variant": "authors_beta_vae"}, **short), images,
+    )
+    beta_paths, beta_log = run(tmp_path / "beta", config(objective="beta_vae", **short), images)
+    tc_frame, authors_frame = pd.read_parquet(tc_log), pd.read_parquet(authors_log)
+    assert tuple(tc_frame.columns) == (*LOG_COLUMNS, "tc") == tuple(authors_frame.columns)
+    assert np.isfinite(tc_frame["tc"]).all()
+    # the authors' "beta_tc_vae": the same updates as beta_vae, bit for bit
+    pd.testing.assert_frame_equal(authors_frame[list(LOG_COLUMNS)], pd.read_parquet(beta_log))
+    for name, value in state(beta_paths[2]).items():
+        assert torch.equal(value, state(authors_paths[2])[name]), name
+    assert not torch.equal(state(tc_paths[2])["e1.weight"], state(beta_paths[2])["e1.weight"])
+    ckpt = torch.load(authors_paths[2], weights_only=True)
+    assert ckpt["config"]["objective_options"] == {"variant": "authors_beta_vae"}
 
 
 def test_config_dict_round_trip_and_unknown_keys():

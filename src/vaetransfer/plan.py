@@ -93,6 +93,11 @@ def validate_plan(config: Mapping[str, Any]) -> None:
                 f"training.sweeps[{i}].objective: unknown objective {sweep['objective']!r}; "
                 f"known: {sorted(OBJECTIVES)}"
             )
+        for value in sweep["values"]:
+            try:
+                OBJECTIVES[sweep["objective"]].check_hparam(value)
+            except ValueError as err:
+                raise ConfigError(f"training.sweeps[{i}].values: {err}") from None
         for ds in sweep["datasets"]:
             if ds not in datasets:
                 raise ConfigError(f"training.sweeps[{i}].datasets: {ds!r} is not a key of datasets")

@@ -10,7 +10,8 @@ Deliberate deviations from the authors' Keras loop (spec §3.1, §3.3), all for 
 
 Artifacts: one torch checkpoint per configured step (a dict with ``state_dict``, ``optimizer``,
 ``step``, ``config``, ``model_args``, ``format``, ``format_version``; spec aesthetics.md §8.10) and a
-Parquet loss log with one row per step (columns :data:`LOG_COLUMNS`). Every write is atomic.
+Parquet loss log with one row per step (columns :data:`LOG_COLUMNS`, then the objective's extra
+terms, e.g. ``tc``: :func:`vaetransfer.objectives.logged_terms`). Every write is atomic.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import dataclasses
 import math
 import numbers
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -30,14 +31,13 @@ from tqdm import tqdm
 
 from vaetransfer.io import atomic_path, write_parquet
 from vaetransfer.models import ConvVAE, images_to_tensor
-from vaetransfer.objectives import OBJECTIVES, objective_terms
+from vaetransfer.objectives import COMMON_TERMS, OBJECTIVES, logged_terms, objective_terms
 from vaetransfer.resume import ResumeDir, StopRequested, stop_on_signals
 from vaetransfer.runtime import keep_freed_memory
 
 CHECKPOINT_FORMAT = "vaetransfer-checkpoint"
 FORMAT_VERSION = 1
-LOG_COLUMNS: tuple[str, ...] = ("step", "loss", "reconstruction", "kl", "elbo")
-_TERM_COLUMNS = LOG_COLUMNS[1:]
+LOG_COLUMNS: tuple[str, ...] = ("step", *COMMON_TERMS)  # every run's; extras follow
 _POSTFIX_EVERY = 200  # steps between progress-bar loss updates (each costs a device sync)
 
 
@@ -57,7 +57,9 @@ def _bad(name: str, value: Any, why: str) -> ValueError:
 class TrainConfig:
     """Everything that determines a training run (spec §2 optimiser, §3.1 schedule).
 
-    ``hparam`` is the objective's hyper-parameter (``OBJECTIVES[objective].hparam``, e.g. β).
+    ``hparam`` is the objective's hyper-parameter (``OBJECTIVES[objective].hparam``, e.g. β);
+    ``objective_options`` its keyword options (``OBJECTIVES[objective].options``), stored with
+    the defaults filled in.
     ``checkpoint_steps``: sorted, distinct steps in 1..steps, including ``steps``; a checkpoint
     at step s holds the model after s optimiser updates. ``validation_fraction`` records how
     the caller's train/validation split was made (the split itself is the caller's).
@@ -75,6 +77,7 @@ class TrainConfig:
     channels: int = 1
     validation_fraction: float = 0.1
     device: str = "cpu"
+    objective_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._check_names()
@@ -88,11 +91,19 @@ class TrainConfig:
                 raise _bad(name, value, "must be a non-empty string")
         if self.objective not in OBJECTIVES:
             raise _bad("objective", self.objective, f"valid: {sorted(OBJECTIVES)}")
+        try:
+            self.objective_options = OBJECTIVES[self.objective].resolve_options(self.objective_options)
+        except (TypeError, ValueError) as exc:
+            raise _bad("objective_options", self.objective_options, f"{self.objective}: {exc}") from None
 
     def _check_numbers(self) -> None:
         if not _is_real(self.hparam):
             raise _bad("hparam", self.hparam, "must be a finite number")
         self.hparam = float(self.hparam)
+        try:
+            OBJECTIVES[self.objective].check_hparam(self.hparam)
+        except ValueError as exc:
+            raise _bad("hparam", self.hparam, f"{self.objective}: {exc}") from None
         minimum = {"seed": 0, "steps": 1, "batch_size": 1, "latent_dim": 1, "channels": 1}
         for name, low in minimum.items():
             value = getattr(self, name)
@@ -167,13 +178,15 @@ def train_step(
     hparam: float,
     step: int,
     generator: torch.Generator | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, torch.Tensor]:
     """One optimiser update on batch ``x`` (N, C, 64, 64); returns detached logged terms.
 
-    ``step`` = updates already done (0 at the first), as annealing objectives expect (spec §2).
+    ``step`` = updates already done (0 at the first), as annealing objectives expect (spec §2);
+    ``options``: the objective's keyword options.
     """
     output = model(x, generator=generator)
-    loss, terms = objective_terms(objective, hparam, output, x, step)
+    loss, terms = objective_terms(objective, hparam, output, x, step, options)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -183,8 +196,9 @@ def train_step(
 class _LossLog:
     """Per-step terms kept on the device; moved to host and written (atomically) on flush."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, columns: tuple[str, ...]) -> None:
         self.path = Path(path)
+        self.columns = columns  # the logged terms, without "step"
         self.steps: list[int] = []
         self.pending: list[torch.Tensor] = []
         self.done: list[np.ndarray] = []
@@ -192,7 +206,7 @@ class _LossLog:
 
     def append(self, step: int, terms: dict[str, torch.Tensor]) -> None:
         self.steps.append(step)
-        self.pending.append(torch.stack([terms[c] for c in _TERM_COLUMNS]))
+        self.pending.append(torch.stack([terms[c] for c in self.columns]))
 
     def rows(self) -> dict[str, Any]:
         """Everything logged so far, on the host (for a resume state)."""
@@ -211,8 +225,8 @@ class _LossLog:
         if self.written and not self.pending:
             return  # the final flush after a last-step checkpoint has nothing new
         self._to_host()
-        values = np.concatenate(self.done) if self.done else np.empty((0, len(_TERM_COLUMNS)))
-        frame = pd.DataFrame(values, columns=list(_TERM_COLUMNS))
+        values = np.concatenate(self.done) if self.done else np.empty((0, len(self.columns)))
+        frame = pd.DataFrame(values, columns=list(self.columns))
         frame.insert(0, "step", np.asarray(self.steps, dtype=np.int64))
         write_parquet(self.path, frame)
         self.written = True
@@ -292,7 +306,7 @@ def train(
     model.to(config.device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
     batches = epoch_batches(indices, config.batch_size, np.random.default_rng(config.seed))
-    log = _LossLog(loss_log_path)
+    log = _LossLog(loss_log_path, logged_terms(config.objective))
     resume = ResumeDir(resume_dir) if resume_dir is not None else None
     done = _restore(resume, config, model, optimizer, noise_gen, log, checkpoint_paths)
     for _ in range(done):  # the batch order is a pure function of the seed: replay it
@@ -306,7 +320,8 @@ def train(
         for step in range(done + 1, config.steps + 1):
             x = images_to_tensor(images[next(batches)], config.device)
             terms = train_step(
-                model, optimizer, x, config.objective, config.hparam, step - 1, noise_gen
+                model, optimizer, x, config.objective, config.hparam, step - 1, noise_gen,
+                config.objective_options,
             )
             log.append(step, terms)
             if step in checkpoint_paths:

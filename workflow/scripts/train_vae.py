@@ -24,6 +24,7 @@ def main(images: str, dataset: str, objective: str, hparam: str, seed: int, trai
         channels=meta["channels"],
         validation_fraction=training.get("validation_fraction", 0.1),
         device=resolve_device(training.get("device", "auto")),
+        objective_options=training.get("objective_options", {}).get(objective, {}),
     )
     train_idx, _ = split_indices(meta["n"], config.seed, config.validation_fraction)
     paths = dict(zip(config.checkpoint_steps, checkpoints, strict=True))

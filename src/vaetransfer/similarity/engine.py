@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import math
 import uuid
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -49,7 +50,8 @@ ZERO_BELOW = 1e-7
 _F64 = torch.float64
 _EPS64 = float(np.finfo(np.float64).eps)
 _CHUNK_BYTES = 64 * 2**20  # one float32 column chunk of X while building a Gram
-_ROW_BLOCK = 1024  # rows per block of the block-triangular Gram product
+_CHUNK_COLUMNS = 4096  # at most: wider (n x k) @ (k x n) products ran slower here
+_ROW_BLOCK = 512  # rows per block of the block-triangular Gram product (fastest at n = 1000-5000)
 _DOT_CHUNK = 1 << 16  # n^2 entries per float32 partial dot product (then float64)
 
 
@@ -153,7 +155,9 @@ def _to_tensor(X, device: str) -> torch.Tensor:
     if not isinstance(X, torch.Tensor):
         if X.dtype not in (np.float32, np.float64):
             X = X.astype(np.float32)
-        X = torch.from_numpy(np.ascontiguousarray(X))
+        with warnings.catch_warnings():  # read-only input (e.g. a memory map): never written to
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            X = torch.from_numpy(np.ascontiguousarray(X))
     elif X.dtype not in (torch.float32, _F64):
         X = X.float()
     return X.to(device)
@@ -210,19 +214,22 @@ def prepare(
 def centred_gram(X: torch.Tensor, product_dtype: torch.dtype | None = None) -> torch.Tensor:
     """``Xc Xc^T`` (n, n) in float64 for X (n, p), Xc the column-centred X.
 
-    Columns are centred a chunk at a time in `product_dtype` (default: X's dtype; the float64 mean
-    rounded to it, the leftover offset removed exactly by double-centring the float64 Gram), and
+    Columns are centred a chunk at a time in `product_dtype` (default: X's dtype; the leftover
+    offset of a mean rounded to it is removed exactly by double-centring the float64 Gram), and
     the chunk's products, in that dtype, are accumulated in float64. A constant column centres to
     exact zeros.
     """
     n, p = X.shape
     dtype = product_dtype or X.dtype
     gram = torch.zeros(n, n, dtype=_F64, device=X.device)
-    width = max(1, _CHUNK_BYTES // (n * X.element_size()))
+    width = max(1, min(_CHUNK_COLUMNS, _CHUNK_BYTES // (n * X.element_size())))
     for start in range(0, p, width):
         chunk = X[:, start : start + width].to(dtype)
-        mean = chunk.sum(dim=0, dtype=_F64) / n
-        syrk_(gram, chunk - mean.to(dtype))
+        # The mean in the product dtype is enough (double-centring removes any leftover offset);
+        # constant columns use their exact value, so that they centre to exact zeros.
+        low = chunk.amin(dim=0)  # (amax and amin separately: 6x faster than aminmax here)
+        mean = torch.where(chunk.amax(dim=0) == low, low, chunk.mean(dim=0))
+        syrk_(gram, chunk - mean)
     _double_centre_(gram)
     return gram
 
@@ -331,9 +338,24 @@ def nuclear_similarity(a: Prepared, b: Prepared, device: str = "cpu") -> float:
     """
     if a.constant or b.constant:
         return 0.0
+    if torch.device(device).type == "cpu" and not TORCH_PAIRS_ON_CPU:
+        return _nuclear_similarity_numpy(a.factor.numpy(), b.factor.numpy())
     A, B = a.factor.to(device), b.factor.to(device)
     M = A.T @ B
     if M.shape[1] < M.shape[0]:
         M = M.T
     small = syrk_(torch.zeros(M.shape[0], M.shape[0], dtype=_F64, device=device), M)
     return float(torch.linalg.eigvalsh(small).clamp_min_(0.0).sqrt_().sum())
+
+
+
+#: On CPU the pair arithmetic goes through numpy (OpenBLAS: SYRK for M M^T and LAPACK's dsyevd),
+#: measured 1.4x faster per 1000-wide pair than torch on the development machines; the numbers
+#: are the same to rounding (tests run both). Set True to use torch on CPU too.
+TORCH_PAIRS_ON_CPU = False
+
+
+def _nuclear_similarity_numpy(A: np.ndarray, B: np.ndarray) -> float:
+    M = A.T @ B
+    small = M @ M.T if M.shape[0] <= M.shape[1] else M.T @ M  # numpy dispatches these to SYRK
+    return float(np.sqrt(np.clip(np.linalg.eigvalsh(small), 0.0, None)).sum())
