@@ -1,18 +1,24 @@
 """Training loop, checkpoints and loss log (spec reference.md §2-§3)."""
 
 import dataclasses
+import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from vaetransfer import train as train_mod
 from vaetransfer.models import ConvVAE
 from vaetransfer.train import (
     LOG_COLUMNS,
+    NonFiniteLoss,
     TrainConfig,
     epoch_batches,
+    kl_columns,
     load_checkpoint,
+    log_columns,
     save_checkpoint,
     train,
 )
@@ -77,12 +83,22 @@ def test_loss_decreases(squares_run):
 def test_loss_log_schema(squares_run):
     cfg, _, _, log = squares_run
     frame = pd.read_parquet(log)
-    assert tuple(frame.columns) == LOG_COLUMNS
+    assert tuple(frame.columns) == (*LOG_COLUMNS, *kl_columns(10)) == log_columns("beta_vae", 10)
     assert frame["step"].tolist() == list(range(1, cfg.steps + 1))
     assert frame["step"].dtype == np.int64 and frame["loss"].dtype == np.float64
     # β = 1: the loss is exactly the negative ELBO
     np.testing.assert_allclose(frame["loss"], -frame["elbo"], rtol=1e-6)
     np.testing.assert_allclose(frame["loss"], frame["reconstruction"] + frame["kl"], rtol=1e-6)
+
+
+def test_kl_per_dimension_is_logged_and_sums_to_kl(squares_run):
+    """Posterior collapse is visible in the log (a kl_i near 0), not an error."""
+    _, _, _, log = squares_run
+    frame = pd.read_parquet(log)
+    per_dim = frame[list(kl_columns(10))]
+    assert (per_dim.dtypes == np.float64).all() and (per_dim.to_numpy() >= 0).all()
+    np.testing.assert_allclose(per_dim.sum(axis=1), frame["kl"], rtol=1e-5)
+    assert per_dim.iloc[-1].std() > 0  # dimensions are told apart, not one copy of kl / d
 
 
 def test_checkpoints_only_at_configured_steps(squares_run):
@@ -139,6 +155,77 @@ def test_loss_log_flushed_at_checkpoint_and_failed_write_leaves_nothing(tmp_path
         run(tmp_path, config(), images)
     assert pd.read_parquet(tmp_path / "loss.parquet")["step"].tolist() == [1, 2, 3]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loss.parquet", "step3.pt", "step6.pt"]
+
+
+@pytest.mark.parametrize("writer", ["checkpoint", "loss log"])
+def test_a_write_cut_short_leaves_the_earlier_files_whole(tmp_path, monkeypatch, writer):
+    """The second write dies half-way (disk full, a kill): no half file under a final name."""
+    real = torch.save if writer == "checkpoint" else pd.DataFrame.to_parquet
+    calls = []
+
+    def cut_short(obj, target, *args, **kwargs):
+        calls.append(target)
+        if len(calls) == 2:
+            Path(target).write_bytes(b"PK\x03\x04 half a file")
+            raise OSError("No space left on device")
+        return real(obj, target, *args, **kwargs)
+
+    monkeypatch.setattr(*((torch, "save") if writer == "checkpoint" else (pd.DataFrame, "to_parquet")), cut_short)
+    with pytest.raises(OSError, match="No space"):
+        run(tmp_path, config(), random_squares(32))
+    monkeypatch.undo()
+    assert pd.read_parquet(tmp_path / "loss.parquet")["step"].tolist() == [1, 2, 3]
+    assert load_checkpoint(tmp_path / "step3.pt")[1]["step"] == 3
+    written = ["loss.parquet", "step3.pt"] + (["step6.pt"] if writer == "loss log" else [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == written  # no temporary left behind
+
+
+def poison_log_var(monkeypatch, at_step: int, dim: int):
+    """From update ``at_step`` on, latent ``dim`` gets log σ² = 100: exp overflows float32, so its
+    KL is inf while the reconstruction stays finite (z is large, not infinite)."""
+    real = train_mod.train_step
+
+    def step(model, *args):
+        if args[4] + 1 == at_step:  # args[4]: updates already done
+            def hook(module, inputs, output):
+                output = output.clone()
+                output[:, dim] = 100.0
+                return output
+            model.log_var.register_forward_hook(hook)
+        return real(model, *args)
+
+    monkeypatch.setattr(train_mod, "train_step", step)
+
+
+@pytest.mark.parametrize("resumable", [False, True])
+def test_non_finite_loss_stops_naming_step_and_term(tmp_path, monkeypatch, resumable):
+    """Detected when the logged terms reach the host (a resume save at step 6, else the step-8
+    checkpoint), reported at the first bad step; nothing at or after it is written."""
+    poison_log_var(monkeypatch, at_step=5, dim=3)
+    kwargs = dict(resume_dir=tmp_path / "resume", save_every=2) if resumable else {}
+    with pytest.raises(NonFiniteLoss, match=r"non-finite loss at step 5: loss = inf, kl = inf, elbo = -inf, "
+                                            r"kl_3 = inf \(reconstruction = [0-9.e+]+\)") as caught:
+        run(tmp_path, config(steps=8, checkpoint_steps=[3, 8]), random_squares(32), **kwargs)
+    assert isinstance(caught.value, RuntimeError) and caught.value.step == 5
+    assert math.isinf(caught.value.terms["kl_3"]) and math.isfinite(caught.value.terms["kl_2"])
+    assert not (tmp_path / "step8.pt").exists()
+    _, ckpt = load_checkpoint(tmp_path / "step3.pt")
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+    frame = pd.read_parquet(tmp_path / "loss.parquet")
+    assert frame["step"].tolist() == [1, 2, 3] and np.isfinite(frame.drop(columns="step").to_numpy()).all()
+    if resumable:
+        assert torch.load(tmp_path / "resume/state.pt", weights_only=False)["step"] == 4
+
+
+def test_non_finite_loss_is_caught_every_host_move(tmp_path, monkeypatch):
+    """Between checkpoints the terms reach the host every _HOST_EVERY steps: caught there."""
+    monkeypatch.setattr(train_mod, "_HOST_EVERY", 2)
+    poison_log_var(monkeypatch, at_step=3, dim=0)
+    poisoned, steps_run = train_mod.train_step, []
+    monkeypatch.setattr(train_mod, "train_step", lambda *args: steps_run.append(1) or poisoned(*args))
+    with pytest.raises(NonFiniteLoss, match=r"at step 3: .*kl_0 = inf"):
+        run(tmp_path, config(steps=8, checkpoint_steps=[8]), random_squares(32))
+    assert len(steps_run) == 4 and list(tmp_path.iterdir()) == []
 
 
 def test_progress_bar_goes_to_stderr(tmp_path, capfd):
@@ -207,10 +294,11 @@ def test_extra_terms_logged_and_authors_beta_tc_variant_trains_a_beta_vae(tmp_pa
     )
     beta_paths, beta_log = run(tmp_path / "beta", config(objective="beta_vae", **short), images)
     tc_frame, authors_frame = pd.read_parquet(tc_log), pd.read_parquet(authors_log)
-    assert tuple(tc_frame.columns) == (*LOG_COLUMNS, "tc") == tuple(authors_frame.columns)
+    assert tuple(tc_frame.columns) == (*LOG_COLUMNS, "tc", *kl_columns(10)) == tuple(authors_frame.columns)
+    assert tuple(tc_frame.columns) == log_columns("beta_tc_vae", 10)
     assert np.isfinite(tc_frame["tc"]).all()
     # the authors' "beta_tc_vae": the same updates as beta_vae, bit for bit
-    pd.testing.assert_frame_equal(authors_frame[list(LOG_COLUMNS)], pd.read_parquet(beta_log))
+    pd.testing.assert_frame_equal(authors_frame.drop(columns="tc"), pd.read_parquet(beta_log))
     for name, value in state(beta_paths[2]).items():
         assert torch.equal(value, state(authors_paths[2])[name]), name
     assert not torch.equal(state(tc_paths[2])["e1.weight"], state(beta_paths[2])["e1.weight"])

@@ -7,6 +7,10 @@ declared outputs of a failed job, so the links are what lets a resumed run hand 
 checkpoints without recomputing them. The state is written every `save_every` steps and when
 SIGTERM/SIGINT/SIGUSR1 arrives (SLURM sends SIGTERM before killing a job); the directory is
 removed once the run has finished, so a forced re-run starts from scratch.
+
+Every file here (and every checkpoint put back) is written under a temporary name and renamed
+(:func:`vaetransfer.io.atomic_path`), so a job killed mid-write, even by SIGKILL, leaves at most a
+stray ``.<name>.*.tmp*`` file, which is never read; a state that cannot be read is ignored.
 """
 
 from __future__ import annotations
@@ -75,10 +79,17 @@ class ResumeDir:
         log.info("saved resume state at step %d to %s", step, self.state_file)
 
     def load(self, config: Mapping[str, Any]) -> dict | None:
-        """The saved state, or None if there is none or it belongs to another config."""
+        """The saved state, or None if there is none, it is unreadable or it belongs to another config."""
         if not self.state_file.exists():
             return None
-        state = torch.load(self.state_file, map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(self.state_file, map_location="cpu", weights_only=False)
+        except Exception as exc:  # e.g. truncated by a crash of the node before it reached the disk
+            log.warning("ignoring %s: unreadable (%s); starting over", self.state_file, exc)
+            return None
+        if not isinstance(state, dict) or not _STATE_KEYS <= set(state):
+            log.warning("ignoring %s: not a resume state; starting over", self.state_file)
+            return None
         if state.get("config") != dict(config):
             log.warning("ignoring %s: it was saved for a different config", self.state_file)
             return None
@@ -92,9 +103,9 @@ class ResumeDir:
         self.path.mkdir(parents=True, exist_ok=True)
         kept.unlink(missing_ok=True)
         try:
-            os.link(checkpoint, kept)
+            os.link(checkpoint, kept)  # atomic: the link appears with the whole file
         except OSError:
-            shutil.copy2(checkpoint, kept)
+            _copy_atomic(checkpoint, kept)
 
     def restore_checkpoints(self, checkpoint_paths: Mapping[int, str | os.PathLike], upto: int) -> None:
         """Put back the checkpoints of steps <= `upto` that a failed attempt's cleanup deleted."""
@@ -103,8 +114,16 @@ class ResumeDir:
             if step <= upto and not Path(path).exists():
                 if not kept.exists():
                     raise FileNotFoundError(f"{kept}: needed to resume, but missing; delete {self.path} to restart")
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(kept, path)
+                _copy_atomic(kept, path)
 
     def clear(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+_STATE_KEYS = {"step", "config", "state_dict", "optimizer", "noise_generator", "loss_rows"}
+
+
+def _copy_atomic(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Copy a file (with its metadata) so that `target` never exists half-written."""
+    with atomic_path(target) as tmp:
+        shutil.copy2(source, tmp)

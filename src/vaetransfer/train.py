@@ -10,13 +10,21 @@ Deliberate deviations from the authors' Keras loop (spec §3.1, §3.3), all for 
 
 Artifacts: one torch checkpoint per configured step (a dict with ``state_dict``, ``optimizer``,
 ``step``, ``config``, ``model_args``, ``format``, ``format_version``; spec aesthetics.md §8.10) and a
-Parquet loss log with one row per step (columns :data:`LOG_COLUMNS`, then the objective's extra
-terms, e.g. ``tc``: :func:`vaetransfer.objectives.logged_terms`). Every write is atomic.
+Parquet loss log with one row per step (:func:`log_columns`: :data:`LOG_COLUMNS`, the objective's
+extra terms, e.g. ``tc`` (:func:`vaetransfer.objectives.logged_terms`), then ``kl_0 … kl_{d-1}``, the
+batch-mean KL of each latent dimension, which sum to ``kl``: posterior collapse is logged, not an
+error). Every write is atomic.
+
+A NaN or infinite logged term stops the run with :class:`NonFiniteLoss` naming the first bad step
+and term. The logged terms stay on the device and are checked when they are moved to the host
+(every :data:`_HOST_EVERY` steps, and before every checkpoint, resume state or loss-log write), so
+there is no host sync per step, and nothing is written at or after a non-finite step.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import numbers
 import sys
@@ -25,11 +33,12 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm import tqdm
 
-from vaetransfer.io import atomic_path, write_parquet
+from vaetransfer.io import atomic_path
+from vaetransfer.losslog import LossLog
+from vaetransfer.losslog import NonFiniteLoss, kl_columns, kl_per_dimension, log_columns
 from vaetransfer.models import ConvVAE, images_to_tensor
 from vaetransfer.objectives import COMMON_TERMS, OBJECTIVES, logged_terms, objective_terms
 from vaetransfer.resume import ResumeDir, StopRequested, stop_on_signals
@@ -38,7 +47,10 @@ from vaetransfer.runtime import keep_freed_memory
 CHECKPOINT_FORMAT = "vaetransfer-checkpoint"
 FORMAT_VERSION = 1
 LOG_COLUMNS: tuple[str, ...] = ("step", *COMMON_TERMS)  # every run's; extras follow
-_POSTFIX_EVERY = 200  # steps between progress-bar loss updates (each costs a device sync)
+# Steps between moves of the logged terms to the host, where they are checked for NaN/inf and
+# the progress bar's loss is updated: each move costs one device sync.
+_HOST_EVERY = 200
+_logger = logging.getLogger(__name__)
 
 
 def _is_int(value: Any) -> bool:
@@ -180,56 +192,21 @@ def train_step(
     generator: torch.Generator | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """One optimiser update on batch ``x`` (N, C, 64, 64); returns detached logged terms.
+    """One optimiser update on batch ``x`` (N, C, 64, 64); returns detached 0-d logged terms.
 
+    The terms are the objective's (:func:`vaetransfer.objectives.logged_terms`) and ``kl_i``, the
+    batch-mean KL of latent dimension i (:func:`kl_per_dimension`; they sum to ``kl``).
     ``step`` = updates already done (0 at the first), as annealing objectives expect (spec §2);
     ``options``: the objective's keyword options.
     """
     output = model(x, generator=generator)
     loss, terms = objective_terms(objective, hparam, output, x, step, options)
+    kl_dims = kl_per_dimension(output.mean.detach(), output.log_var.detach())
+    terms.update(zip(kl_columns(len(kl_dims)), kl_dims.unbind()))  # views: no copy, no sync
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     return terms
-
-
-class _LossLog:
-    """Per-step terms kept on the device; moved to host and written (atomically) on flush."""
-
-    def __init__(self, path: str | Path, columns: tuple[str, ...]) -> None:
-        self.path = Path(path)
-        self.columns = columns  # the logged terms, without "step"
-        self.steps: list[int] = []
-        self.pending: list[torch.Tensor] = []
-        self.done: list[np.ndarray] = []
-        self.written = False
-
-    def append(self, step: int, terms: dict[str, torch.Tensor]) -> None:
-        self.steps.append(step)
-        self.pending.append(torch.stack([terms[c] for c in self.columns]))
-
-    def rows(self) -> dict[str, Any]:
-        """Everything logged so far, on the host (for a resume state)."""
-        self._to_host()
-        return {"steps": list(self.steps), "values": list(self.done)}
-
-    def restore(self, rows: Mapping[str, Any]) -> None:
-        self.steps, self.done, self.pending = list(rows["steps"]), list(rows["values"]), []
-
-    def _to_host(self) -> None:
-        if self.pending:
-            self.done.append(torch.stack(self.pending).double().cpu().numpy())
-            self.pending = []
-
-    def flush(self) -> None:
-        if self.written and not self.pending:
-            return  # the final flush after a last-step checkpoint has nothing new
-        self._to_host()
-        values = np.concatenate(self.done) if self.done else np.empty((0, len(self.columns)))
-        frame = pd.DataFrame(values, columns=list(self.columns))
-        frame.insert(0, "step", np.asarray(self.steps, dtype=np.int64))
-        write_parquet(self.path, frame)
-        self.written = True
 
 
 def save_checkpoint(
@@ -290,7 +267,9 @@ def train(
     ``images``: uint8 (N, 64, 64, C), possibly a ``np.memmap``; batches are drawn from
     ``train_indices`` only. ``checkpoint_paths`` maps each of ``config.checkpoint_steps`` to its
     file. The loss log is rewritten at every checkpoint and at the end. ``threads`` sets
-    ``torch.set_num_threads`` (process-wide) when given.
+    ``torch.set_num_threads`` (process-wide) when given. A NaN or infinite loss term raises
+    :class:`NonFiniteLoss` (within :data:`_HOST_EVERY` steps, and before anything is written at or
+    after the bad step); what was written before it stays valid.
 
     With ``resume_dir`` the run is resumable (:mod:`vaetransfer.resume`): its state is saved every
     ``save_every`` steps and on SIGTERM/SIGINT/SIGUSR1 (then :class:`StopRequested` is raised),
@@ -306,7 +285,8 @@ def train(
     model.to(config.device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
     batches = epoch_batches(indices, config.batch_size, np.random.default_rng(config.seed))
-    log = _LossLog(loss_log_path, logged_terms(config.objective))
+    columns = log_columns(config.objective, config.latent_dim)[1:]
+    log = LossLog(loss_log_path, columns, shown=logged_terms(config.objective))
     resume = ResumeDir(resume_dir) if resume_dir is not None else None
     done = _restore(resume, config, model, optimizer, noise_gen, log, checkpoint_paths)
     for _ in range(done):  # the batch order is a pure function of the seed: replay it
@@ -325,12 +305,14 @@ def train(
             )
             log.append(step, terms)
             if step in checkpoint_paths:
+                log.to_host()  # raises NonFiniteLoss before a checkpoint at or after a bad step
                 save_checkpoint(checkpoint_paths[step], model, optimizer, step, config)
                 log.flush()
                 if resume is not None:
                     resume.keep_checkpoint(checkpoint_paths[step])
-            if step % _POSTFIX_EVERY == 0:
-                bar.set_postfix(loss=f"{float(terms['loss']):.2f}", refresh=False)
+            if step % _HOST_EVERY == 0:
+                log.to_host()
+                bar.set_postfix(loss=f"{log.last('loss'):.2f}", refresh=False)
             bar.update()
             if resume is not None and step < config.steps:
                 signum = stop_signal()
@@ -347,6 +329,9 @@ def _restore(resume, config, model, optimizer, noise_gen, log, checkpoint_paths)
     """Load a saved resume state into the fresh objects; returns the steps already done (0 if none)."""
     state = resume.load(config.to_dict()) if resume is not None else None
     if state is None:
+        return 0
+    if tuple(state["loss_rows"].get("columns", ())) != log.columns:  # saved by an older version
+        _logger.warning("ignoring %s: its loss log has other columns; starting over", resume.state_file)
         return 0
     model.load_state_dict(state["state_dict"])
     optimizer.load_state_dict(state["optimizer"])
