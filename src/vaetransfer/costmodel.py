@@ -128,10 +128,11 @@ def activation_bytes(widths: Iterable[int], n: int) -> int:
 def transient_bytes(widths: Iterable[int], n: int) -> int:
     """Peak working memory while preparing the widest layer or scoring its pairs, excluding what
     is kept: the raw float32 layer, a float32 column chunk, two n x n float64 matrices (Gram and
-    its normalised copy) and the eigensolver's vectors and workspace (~3 n^2 float64)."""
+    its normalised copy) and the eigensolver's copy, vectors and workspace (~5 n^2 float64;
+    calibrated: benchmarks/shard_memory.py measured 5.3 GiB at n = 5000)."""
     widest = max(widths)
-    return 4 * n * widest + 4 * n * 4096 * 2 + 8 * n * n * 5
+    return 4 * n * widest + 4 * n * 4096 * 2 + 8 * n * n * 7
 
 
 #: Fixed overhead of a scoring process (Python, torch, pandas), bytes.
-PROCESS_BYTES = 600 * 2**20
+PROCESS_BYTES = 800 * 2**20

@@ -88,7 +88,8 @@ def get_dump_priority(wildcards):
 
 def get_shard_resources(wildcards, attempt):
     """Memory (MB), time (min) and scratch disk (MB) of a shard from the cost model, growing with
-    each retry: the engine keeps `similarity.memory_mb` of prepared data, spills the rest."""
+    each retry: the engine keeps `similarity.memory_mb` of prepared data, spills the rest.
+    """
     first = plan.shard_resources(config, _shard(wildcards))
     return {key: value * attempt for key, value in first.items()}
 
