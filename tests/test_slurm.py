@@ -119,7 +119,11 @@ def slurm_run(cluster, tmp_path_factory):
     the tiny config alone, not the paper's merged with it."""
     work = tmp_path_factory.mktemp("slurm")
     shutil.copytree(REPO / "config", work / "config")
-    shutil.copy(TINY, work / "tiny.yaml")
+    # Activation dumps are kept (similarity.keep_activations), so that the failure test below can
+    # break one and repair it; by default they are temp() and gone once scored.
+    config = yaml.safe_load(TINY.read_text())
+    config["similarity"]["keep_activations"] = True
+    (work / "tiny.yaml").write_text(yaml.safe_dump(config))
     tiny = ("--configfile=tiny.yaml",)
     plan_proc = snakemake(work, *tiny, *TARGETS, "-n", "--quiet", "rules", timeout=120)
     assert plan_proc.returncode == 0, plan_proc.stderr[-4000:]
