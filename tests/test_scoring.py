@@ -48,11 +48,16 @@ def test_each_snapshot_is_loaded_once_per_shard(tmp_path, monkeypatch):
         fake_dump(tmp_path / f"s{k}.npz", seed=k)
     loads = []
     real = scoring.load_activations
-    monkeypatch.setattr(scoring, "load_activations", lambda p, *a, **kw: loads.append(str(p)) or real(p, *a, **kw))
+
+    def counting(path, layers=None):
+        loads.extend((str(path), name) for name in layers)  # one layer at a time: bounded memory
+        return real(path, layers)
+
+    monkeypatch.setattr(scoring, "load_activations", counting)
     pairs = [(tmp_path / "s0.npz", tmp_path / "s1.npz"), (tmp_path / "s0.npz", tmp_path / "s2.npz"),
              (tmp_path / "s1.npz", tmp_path / "s2.npz")]
     score_pairs(pairs, ["cka"], "f")
-    assert sorted(loads) == sorted(str(tmp_path / f"s{k}.npz") for k in range(3))
+    assert sorted(loads) == sorted((str(tmp_path / f"s{k}.npz"), name) for k in range(3) for name in LAYER_NAMES)
 
 
 def test_pairs_on_different_examples_are_refused(tmp_path):

@@ -57,14 +57,15 @@ class _Store:
 
     def load(self, path: str) -> list[Prepared]:
         if path not in self.snapshots:
-            arrays, meta = load_activations(path)
             prepared = []
-            for name in LAYER_NAMES:
+            for name in LAYER_NAMES:  # one layer in memory at a time (a snapshot is 2 GB at n = 5000)
+                arrays, meta = load_activations(path, [name])
+                array = arrays.pop(name)
                 # The authors zero |x| < 1e-7 before scoring (reference.md §5.2, against NaNs with
                 # near-collapsed units); in place, in the stored dtype: no float64 twin.
-                rep = prepare(zero_small(arrays.pop(name)), self.metrics, device=self.device,
-                              debiased=self.debiased)
+                rep = prepare(zero_small(array), self.metrics, device=self.device, debiased=self.debiased)
                 prepared.append(self._keep(rep))
+                del array
             self.snapshots[path], self.meta[path] = prepared, meta
         return self.snapshots[path]
 
