@@ -1,5 +1,6 @@
 # Config validation, the experiment plan, wildcard constraints and input functions.
 # Everything here runs at parse time and reads only the config: no file produced by the workflow.
+import functools
 import re
 
 from snakemake.utils import validate
@@ -90,8 +91,14 @@ def get_shard_resources(wildcards, attempt):
     """Memory (MB), time (min) and scratch disk (MB) of a shard from the cost model, growing with
     each retry: the engine keeps `similarity.memory_mb` of prepared data, spills the rest.
     """
-    first = plan.shard_resources(config, _shard(wildcards))
+    first = _first_attempt_resources(wildcards.family, int(wildcards.shard))
     return {key: value * attempt for key, value in first.items()}
+
+
+@functools.cache
+def _first_attempt_resources(family, index):
+    # Once per shard: mem_mb, runtime and disk_mb each ask for it.
+    return plan.shard_resources(config, SHARDS[family][index])
 
 
 def _shard(wildcards):
