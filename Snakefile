@@ -25,6 +25,7 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     dataset=_alternatives(config["datasets"]),
     eval_dataset=_alternatives(config["datasets"]),
+    architecture=_alternatives({r.architecture for r in RUNS}),
     objective=_alternatives({r.objective for r in RUNS}),
     hparam=r"[0-9][0-9.e+\-]*",
     seed=r"\d+",

@@ -7,7 +7,7 @@ Writes two activation dumps of a randomly initialised conv VAE (dSprites widths,
 n = 5000) to a temporary directory, then scores the shard {(x, x), (x, y)} in a child process,
 exactly as the workflow's score_shard job does (vaetransfer.scoring.score_pairs, spilling beyond
 --memory-mb), and prints the child's peak resident memory (ru_maxrss) next to the cost model's
-figure (vaetransfer.plan.shard_resources). --prepare-only stops after preparing both snapshots:
+figure (vaetransfer.sharding.shard_resources). --prepare-only stops after preparing both snapshots:
 the phase with the largest working set (a Procrustes block at n = 5000 takes ~20 min on 2 cores).
 """
 
@@ -85,12 +85,12 @@ def main() -> None:
                              text=True, check=True)
         result = json.loads(out.stdout.strip().splitlines()[-1])
 
-    from vaetransfer import plan
+    from vaetransfer import plan, sharding
 
     config = {"similarity": {"n_examples": args.n, "metrics": metrics, "memory_mb": args.memory_mb},
               "datasets": {"dsprites": {"source": "procedural", "generator": "dsprites"}}}
-    snap = lambda seed: plan.Snapshot(plan.Run("dsprites", "beta_vae", 1.0, seed), 1, "dsprites")  # noqa: E731
-    model = plan.shard_resources(config, [(snap(0), snap(0)), (snap(0), snap(1))])["mem_mb"] / 1024
+    snap = lambda seed: plan.Snapshot(plan.Run("dsprites", "conv", "beta_vae", 1.0, seed), 1, "dsprites")  # noqa: E731
+    model = sharding.shard_resources(config, [(snap(0), snap(0)), (snap(0), snap(1))])["mem_mb"] / 1024
     phase = "prepare both snapshots" if args.prepare_only else "score the shard"
     print(f"| n | metrics | memory_mb | phase | seconds | peak RSS (GiB) | cost model mem (GiB) |")
     print(f"|---|---|---|---|---|---|---|")

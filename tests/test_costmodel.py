@@ -6,20 +6,24 @@ import sys
 import numpy as np
 import pytest
 
-from vaetransfer import costmodel, plan
+from vaetransfer import costmodel, plan, sharding
 from vaetransfer.footprint import footprint
 
 from .conftest import REPO, load_config
 
 
+@pytest.mark.parametrize("architecture", ["conv", "fc", "classifier"])
 @pytest.mark.parametrize("channels", [1, 3])
-def test_layer_widths_match_a_forward_pass(channels):
+def test_layer_widths_match_a_forward_pass(channels, architecture):
     from vaetransfer.activations import compute_activations
-    from vaetransfer.models import ConvVAE
+    from vaetransfer.models import build_model
 
-    arrays = compute_activations(ConvVAE(channels), np.zeros((2, 64, 64, channels), np.uint8))
+    args = {"factor_sizes": [3, 4]} if architecture == "classifier" else {}
+    model = build_model(architecture, channels=channels, **args)
+    arrays = compute_activations(model, np.zeros((2, 64, 64, channels), np.uint8))
     measured = {name: int(np.prod(a.shape[1:])) for name, a in arrays.items()}
-    assert measured == costmodel.layer_widths(channels)
+    assert measured == costmodel.layer_widths(channels, architecture)
+    assert list(measured) == list(model.LAYERS)
 
 
 def test_flop_counts_follow_the_engine():
@@ -49,16 +53,18 @@ def test_paper_shards_fit_in_8_gib():
     """Issue target: every shard job of the paper-scale config has bounded memory under 8 GiB."""
     paper = load_config(REPO / "config/config.yaml")
     for family in plan.families(paper):
-        for block in plan.shards(paper, family):
-            assert plan.shard_resources(paper, block)["mem_mb"] < 8 * 1024
+        for block in sharding.shards(paper, family):
+            assert sharding.shard_resources(paper, block)["mem_mb"] < 8 * 1024
 
 
 def test_footprint_totals_and_temp_bound():
     paper = load_config(REPO / "config/config.yaml")
     table, totals = footprint(paper, jobs=4)
     assert set(table["eval_dataset"]) == {"dsprites", "cars3d", "smallnorb", "symsol", "celeba"}
-    # At n = 5000 one snapshot's 16 representations take about 2 GB per evaluation dataset.
-    assert table["dump_GB"].between(1.9, 2.5).all()
+    # At n = 5000 one conv snapshot's 16 representations take about 2 GB per evaluation dataset.
+    conv = table[table["architecture"] == "conv"]
+    assert conv["dump_GB"].between(1.9, 2.5).all() and len(conv) == 5
+    assert (table[table["architecture"] != "conv"]["dump_GB"] < 1.1).all()
     assert totals["A_all_dumps_GB"] == pytest.approx(table["all_dumps_GB"].sum())
     assert totals["B_peak_dumps_GB"] < totals["A_all_dumps_GB"] / 10
     _, more = footprint(paper, jobs=40)

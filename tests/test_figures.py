@@ -23,7 +23,7 @@ def synthetic_table():
         for (sx, sy), (tx, ty) in itertools.product(seed_pairs, steps):
             for (i, lx), (j, ly) in itertools.product(enumerate(LAYER_NAMES), repeat=2):
                 rows.append({
-                    "dataset_x": dx, "objective_x": "beta_vae", "hparam_name_x": "beta", "hparam_x": 1.0,
+                    "dataset_x": dx, "architecture_x": "conv", "architecture_y": "conv", "objective_x": "beta_vae", "hparam_name_x": "beta", "hparam_x": 1.0,
                     "seed_x": sx, "step_x": tx, "eval_dataset_x": ev,
                     "dataset_y": dy, "objective_y": "beta_vae", "hparam_name_y": "beta", "hparam_y": 1.0,
                     "seed_y": sy, "step_y": ty, "eval_dataset_y": ev,

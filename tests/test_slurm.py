@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from vaetransfer import plan
+from vaetransfer import plan, sharding
 
 from .conftest import REPO, SNAKEMAKE, load_config
 
@@ -75,7 +75,7 @@ def test_paper_scale_dry_run_with_the_slurm_profile(tmp_path):
     # Scoring is batched at parse time: one job per shard of `pairs_per_shard` snapshot pairs.
     paper = load_config(REPO / "config/config.yaml")
     pairs = sum(len(plan.comparisons(paper, f)) for f in plan.families(paper))
-    assert counts["score_shard"] == sum(plan.shard_count(paper, f) for f in plan.families(paper))
+    assert counts["score_shard"] == sum(sharding.shard_count(paper, f) for f in plan.families(paper))
     assert counts["score_shard"] <= pairs / 4
     assert counts["train_vae"] == 85
 
@@ -171,7 +171,7 @@ def test_training_on_gpu_partition_with_a_gpu_scoring_on_cpu(slurm_run):
     assert "Falling back to 'sacct'" not in slurm_run["out"]
     tiny = load_config(TINY)
     table = pd.read_parquet(work / TARGETS[0])
-    assert len(table) == len(plan.shard(tiny, *SHARD)) * 16 * 16 * len(tiny["similarity"]["metrics"])
+    assert len(table) == len(sharding.shard(tiny, *SHARD)) * 16 * 16 * len(tiny["similarity"]["metrics"])
     print(f"SLURM run: {len(jobs)} jobs in {slurm_run['seconds']:.0f} s")
 
 
@@ -181,7 +181,7 @@ def test_failed_job_reports_slurm_state_and_log_and_rerun_resumes(slurm_run, clu
     work = slurm_run["work"]
     tiny = load_config(TINY)
     # Break one input of the cross-domain shard (a failure inside the job, as a bug would be).
-    snapshot = work / plan.shard(tiny, *SHARD)[0][1].activations
+    snapshot = work / sharding.shard(tiny, *SHARD)[0][1].activations
     original, stat = snapshot.read_bytes(), snapshot.stat()
     snapshot.write_bytes(b"not an npz archive")
     known = {r["JobId"] for r in cluster.jobs()}

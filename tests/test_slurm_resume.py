@@ -51,7 +51,7 @@ STEPS = 600  # ~12 s at 50 steps/s on 2 CPUs: long enough to cancel mid-run, sho
 CHECKPOINTS = [40, STEPS]
 RESUME_EVERY = 20
 CANCEL_AFTER = 60  # cancel once a state past the first checkpoint is saved
-RUN = "dsprites/beta_vae/1/seed0"
+RUN = "dsprites/conv/beta_vae/1/seed0"
 CONFIG = {
     "datasets": {
         "dsprites": {
@@ -75,7 +75,7 @@ CONFIG = {
     "figures": {},
 }
 MODEL_DIR = Path("results/models") / RUN
-TARGET = str(MODEL_DIR / f"step{STEPS}.pt")
+TARGET = str(MODEL_DIR / "losses.parquet")
 RULE_LOG = Path("results/logs/train_vae") / f"{RUN}.log"
 RUN_TIMEOUT = 300
 
@@ -220,7 +220,7 @@ def test_cancelled_training_job_resumes_from_its_saved_state(cluster, tmp_path):
             lambda: rule_log.exists() and max(saved_steps(rule_log.read_text()), default=0) >= CANCEL_AFTER,
             RUN_TIMEOUT, f"a resume state at step >= {CANCEL_AFTER}", proc, out,
         )
-        assert not (model_dir / f"step{STEPS}.pt").exists(), "training finished before it could be cancelled"
+        assert not (model_dir / "checkpoints" / f"step{STEPS}.pt").exists(), "training finished before it could be cancelled"
         cluster.run("scancel", job_id)
         text = finish(proc, out)
     finally:
@@ -246,9 +246,9 @@ def test_cancelled_training_job_resumes_from_its_saved_state(cluster, tmp_path):
     assert state["loss_rows"]["steps"] == list(range(1, saved + 1))
     # Snakemake removed the failed job's outputs, the early checkpoint too (why resume.py keeps a
     # hard link to every checkpoint written): attempt 2 must put it back from the resume dir.
-    assert not (model_dir / f"step{CHECKPOINTS[0]}.pt").exists()
+    assert not (model_dir / "checkpoints" / f"step{CHECKPOINTS[0]}.pt").exists()
     assert (model_dir / "resume" / f"step{CHECKPOINTS[0]}.pt").exists()
-    assert not (model_dir / f"step{STEPS}.pt").exists() and not (model_dir / "losses.parquet").exists()
+    assert not (model_dir / "checkpoints" / f"step{STEPS}.pt").exists() and not (model_dir / "losses.parquet").exists()
     cancelled = time.perf_counter()
 
     # ---- attempt 2: the same command again; it carries on from the saved step
@@ -266,7 +266,7 @@ def test_cancelled_training_job_resumes_from_its_saved_state(cluster, tmp_path):
     assert first_bar(second_log) == saved  # tqdm starts at initial=saved, not 0
     assert all(step > saved for step in saved_steps(second_log)), "steps before the saved one were redone"
     for step in CHECKPOINTS:
-        assert (model_dir / f"step{step}.pt").exists(), step
+        assert (model_dir / "checkpoints" / f"step{step}.pt").exists(), step
     assert not (model_dir / "resume").exists()  # cleared once finished: a forced re-run starts over
     losses = pd.read_parquet(model_dir / "losses.parquet")
     assert losses["step"].tolist() == list(range(1, STEPS + 1))
@@ -275,14 +275,14 @@ def test_cancelled_training_job_resumes_from_its_saved_state(cluster, tmp_path):
     # ---- the resumed run equals an uninterrupted one, bit for bit (CPU, same thread count)
     threads = {job_threads(first_slurm_log), job_threads(slurm_log(work, next(iter(new))))}
     assert len(threads) == 1, threads
-    final = torch.load(model_dir / f"step{STEPS}.pt", map_location="cpu", weights_only=False)
+    final = torch.load(model_dir / "checkpoints" / f"step{STEPS}.pt", map_location="cpu", weights_only=False)
     config = TrainConfig.from_dict(final["config"])
     assert (config.steps, config.checkpoint_steps, config.batch_size, config.device) == (STEPS, CHECKPOINTS, 16, "cpu")
     threads = threads.pop()
     reference = reference_run(work, config, threads, tmp_path / "reference")
     for step, path in reference.items():
         expected = torch.load(path, map_location="cpu", weights_only=False)
-        got = torch.load(model_dir / f"step{step}.pt", map_location="cpu", weights_only=False)
+        got = torch.load(model_dir / "checkpoints" / f"step{step}.pt", map_location="cpu", weights_only=False)
         assert_same(got, expected, f"step{step}.pt")
     pd.testing.assert_frame_equal(losses, pd.read_parquet(tmp_path / "reference/losses.parquet"), check_exact=True)
 

@@ -56,10 +56,11 @@ def test_end_to_end_table_schema_and_ranges(tiny_run):
 def test_end_to_end_artifacts_describe_themselves(tiny_run):
     import torch
 
-    run = tiny_run / "results/models/dsprites/beta_vae/4/seed1"
-    assert sorted(p.name for p in run.glob("*.pt")) == ["step20.pt", "step5.pt"]
-    ckpt = torch.load(run / "step5.pt", map_location="cpu", weights_only=False)
+    run = tiny_run / "results/models/dsprites/conv/beta_vae/4/seed1"
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.pt")) == ["step20.pt", "step5.pt"]
+    ckpt = torch.load(run / "checkpoints/step5.pt", map_location="cpu", weights_only=False)
     assert ckpt["step"] == 5 and ckpt["config"]["hparam"] == 4.0 and ckpt["config"]["seed"] == 1
+    assert ckpt["config"]["architecture"] == "conv"
     losses = pd.read_parquet(run / "losses.parquet")
     assert list(losses["step"]) == list(range(1, 21))
     # Activation dumps are temp(): removed once every shard that reads them has finished.
@@ -69,7 +70,7 @@ def test_end_to_end_artifacts_describe_themselves(tiny_run):
     for fig in ("fig2", "fig5a"):
         for ext in ("png", "pdf"):
             assert (tiny_run / f"results/figures/{fig}.{ext}").stat().st_size > 10_000
-    assert (tiny_run / "results/logs/train_vae/dsprites/beta_vae/4/seed1.log").exists()
+    assert (tiny_run / "results/logs/train_vae/dsprites/conv/beta_vae/4/seed1.log").exists()
 
 
 @pytest.mark.slow
@@ -88,7 +89,8 @@ def test_paper_config_dry_run_without_data(tmp_path):
     proc = run_snakemake("-n", "--quiet", "rules", cwd=tmp_path)
     assert time.perf_counter() - start < 60
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
-    assert counts["train_vae"] == "85" and counts["prepare_dataset"] == "5"
+    # Tables 6 and 9, the classifier and the 4.2 vanilla VAEs: 87 configurations x 5 seeds.
+    assert counts["train_vae"] == "435" and counts["prepare_dataset"] == "5"
     assert int(counts["score_shard"]) > 0 and counts["aggregate_similarity"] == "1"
 
 
@@ -96,7 +98,8 @@ def test_quick_profile_plans_the_embedded_default(tmp_path):
     shutil.copytree(REPO / "config", tmp_path / "config")
     proc = run_snakemake("--profile", str(REPO / "profiles/local"), "-n", "--quiet", "rules", cwd=tmp_path)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
-    assert counts["prepare_dataset"] == "2" and counts["train_vae"] == "4"
+    # 2 conv VAEs, 1 FC VAE and 1 classifier, 2 seeds each.
+    assert counts["prepare_dataset"] == "2" and counts["train_vae"] == "8"
 
 
 @pytest.mark.parametrize(
@@ -152,9 +155,10 @@ def test_keep_activations_keeps_self_describing_dumps(tiny_run):
     (tiny_run / "keep.yaml").write_text(yaml.safe_dump(config))
     shard = "results/similarity/cross_domain/shard0.parquet"
     run_snakemake("--configfile=keep.yaml", "--cores", "2", "--forcerun", "score_shard", shard, cwd=tiny_run)
-    sidecar = json.loads((tiny_run / "results/activations/dsprites/beta_vae/1/seed0/step20/symsol.json").read_text())
-    assert (tiny_run / "results/activations/dsprites/beta_vae/1/seed0/step20/symsol.npz").exists()
+    sidecar = json.loads((tiny_run / "results/activations/dsprites/conv/beta_vae/1/seed0/step20/symsol.json").read_text())
+    assert (tiny_run / "results/activations/dsprites/conv/beta_vae/1/seed0/step20/symsol.npz").exists()
     assert [layer["name"] for layer in sidecar["layers"]] == list(LAYER_NAMES)
     assert sidecar["eval_dataset"] == "symsol" and sidecar["model"]["dataset"] == "dsprites"
+    assert sidecar["model"]["architecture"] == "conv"
     indices = np.load(tiny_run / "results/data/symsol/eval_indices.npy")
     assert sidecar["example_indices"] == indices.tolist()

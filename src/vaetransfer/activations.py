@@ -1,12 +1,15 @@
-"""Record the 16 representations of a trained VAE on a fixed set of images (spec reference.md §1.4).
+"""Record the named representations of a trained model on a fixed set of images (spec reference.md §1.4).
+
+The 16 of a conv VAE, 11 of an FC VAE, 7 of the classifier (``model.LAYERS``,
+:mod:`vaetransfer.layers`).
 
 An activation dump is two files written atomically, the sidecar last (so a sidecar implies a
 complete npz; aesthetics.md §8.10):
 
-- ``<name>.npz``: uncompressed; one float32 (n, p) array per layer name (LAYER_NAMES order),
+- ``<name>.npz``: uncompressed; one float32 (n, p) array per layer name (the model's layer order),
   plus ``example_indices`` (int64, n) when the caller supplies them;
 - ``<name>.json``: the caller's meta (``model``, ``eval_dataset``, ``example_indices``, ...)
-  plus ``layers`` ([{"name", "shape"}], LAYER_NAMES order), ``dtype`` and ``n_examples``.
+  plus ``layers`` ([{"name", "shape"}], the model's layer order), ``dtype`` and ``n_examples``.
 
 Activations are flattened in PyTorch's NCHW order (Keras flattens NHWC): a fixed permutation of
 features, to which CKA and Procrustes are invariant.
@@ -22,22 +25,22 @@ import numpy as np
 import torch
 
 from vaetransfer.io import read_json, save_npz, write_json
-from vaetransfer.layers import LAYER_NAMES
-from vaetransfer.models import ConvVAE, images_to_tensor
+from vaetransfer.layers import all_layer_names
+from vaetransfer.models import NamedLayers, images_to_tensor
 
 SIDECAR_FORMAT_VERSION = 1
 
 
 def compute_activations(
-    model: ConvVAE,
+    model: NamedLayers,
     images: np.ndarray,
     batch_size: int = 256,
     seed: int = 0,
     device: str | torch.device = "cpu",
 ) -> dict[str, np.ndarray]:
-    """All LAYER_NAMES activations of ``model`` on uint8 ``images`` (n, 64, 64, C).
+    """All ``model.LAYERS`` activations of ``model`` on uint8 ``images`` (n, 64, 64, C).
 
-    Returns ``{name: float32 (n, p)}`` in LAYER_NAMES order ("input" is the [0, 1] image the
+    Returns ``{name: float32 (n, p)}`` in ``model.LAYERS`` order ("input" is the [0, 1] image the
     model sees). Runs under ``torch.no_grad`` with the model moved to ``device`` and put in eval
     mode. The decoder runs on the sampled z (as the authors did); its noise comes from a
     generator seeded with ``seed``, so the dump is reproducible for a given (seed, batch_size,
@@ -57,7 +60,7 @@ def compute_activations(
                 if name not in out:  # allocate once the width is known: no concatenate copies
                     out[name] = np.empty((len(images), flat.shape[1]), dtype=np.float32)
                 out[name][start:stop] = flat
-    return {name: out[name] for name in LAYER_NAMES}
+    return {name: out[name] for name in model.LAYERS}
 
 
 def sidecar_path(path: str | Path) -> Path:
@@ -77,10 +80,12 @@ def _jsonable(value: Any) -> Any:
 
 
 def _ordered_layers(arrays: Mapping[str, np.ndarray]) -> list[str]:
-    unknown = sorted(set(arrays) - set(LAYER_NAMES))
+    """The names of ``arrays`` in their given order (the model's), all known layer names."""
+    valid = all_layer_names()
+    unknown = sorted(set(arrays) - set(valid))
     if unknown:
-        raise ValueError(f"unknown layer name(s) {unknown}; valid: {list(LAYER_NAMES)}")
-    return [name for name in LAYER_NAMES if name in arrays]
+        raise ValueError(f"unknown layer name(s) {unknown}; valid: {list(valid)}")
+    return list(arrays)
 
 
 def _build_sidecar(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -112,7 +117,7 @@ def _build_sidecar(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) ->
 def save_activations(path: str | Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
     """Write ``arrays`` to ``path`` (.npz) and the sidecar ``path.with_suffix('.json')``.
 
-    ``arrays``: {layer name: (n, p)}, names from LAYER_NAMES (stored in that order). ``meta``
+    ``arrays``: {layer name: (n, p)}, names from :mod:`vaetransfer.layers` (stored in the given order). ``meta``
     (JSON-able, numpy scalars allowed) typically holds ``model`` (dataset, objective,
     hparam_name, hparam, seed, step), ``eval_dataset`` and ``example_indices``. Everything is
     validated and serialised before the first byte is written, so a bad input leaves no file.
@@ -133,7 +138,7 @@ def load_activations(
     """Read an activation dump: ``({layer: (n, p) array}, sidecar meta)``.
 
     ``layers`` selects a subset (default: every layer in the file); the result always follows
-    LAYER_NAMES order. A requested layer absent from the file, or not a layer name, raises
+    the file's (the model's) layer order. A requested layer absent from the file, or not a layer name, raises
     KeyError naming the file and the layer.
     """
     path = Path(path)
@@ -143,7 +148,7 @@ def load_activations(
     for name in wanted:
         if name not in stored:
             raise KeyError(f"{path}: no layer {name!r}; stored layers: {stored}")
-    ordered = [name for name in LAYER_NAMES if name in set(wanted)]
+    ordered = [name for name in stored if name in set(wanted)]
     with np.load(path, allow_pickle=False) as npz:
         arrays = {name: npz[name] for name in ordered}
     return arrays, meta

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from vaetransfer.layers import LAYER_NAMES
+from vaetransfer.layers import layer_names
 
 #: GEMM rates (GFLOP/s) of one 2-core score_shard job on the development machines.
 REFERENCE_GFLOPS = {"float32": 150.0, "float64": 75.0}
@@ -37,18 +37,27 @@ NOMINAL_EIGVALSH_FLOPS = 4 / 3
 _ROW_BLOCK = 512  # as vaetransfer.similarity.engine
 
 
-def layer_widths(channels: int) -> dict[str, int]:
-    """Flattened width of each recorded representation of the convolutional VAE on 64 x 64 x C.
+def layer_widths(channels: int, architecture: str = "conv") -> dict[str, int]:
+    """Flattened width of each recorded representation of ``architecture`` on 64 x 64 x C.
 
-    Checked against a forward pass in tests/test_costmodel.py.
+    Checked against a forward pass of every architecture in tests/test_costmodel.py.
     """
-    fixed = {
-        "e/1": 32 * 32 * 32, "e/2": 16 * 16 * 32, "e/3": 8 * 8 * 64, "e/4": 4 * 4 * 64,
-        "e/5": 1024, "e/6": 256, "mean": 10, "log_var": 10, "sampled": 10,
-        "d/1": 256, "d/2": 1024, "d/3": 4 * 4 * 64 * 4, "d/4": 16 * 16 * 32, "d/5": 32 * 32 * 32,
-    }
-    widths = {"input": 64 * 64 * channels, **fixed, "d/6": 64 * 64 * channels}
-    return {name: widths[name] for name in LAYER_NAMES}
+    pixels = 64 * 64 * channels
+    conv_trunk = {"1": 32 * 32 * 32, "2": 16 * 16 * 32, "3": 8 * 8 * 64, "4": 4 * 4 * 64, "5": 1024, "6": 256}
+    widths = {
+        "conv": {
+            "input": pixels, **{f"e/{k}": v for k, v in conv_trunk.items()},
+            "mean": 10, "log_var": 10, "sampled": 10,
+            "d/1": 256, "d/2": 1024, "d/3": 4 * 4 * 64 * 4, "d/4": 16 * 16 * 32, "d/5": 32 * 32 * 32,
+            "d/6": pixels,
+        },
+        "fc": {
+            "input": pixels, "e/1": pixels, "e/2": 1200, "e/3": 1200, "mean": 10, "log_var": 10,
+            "sampled": 10, "d/1": 1200, "d/2": 1200, "d/3": 1200, "d/4": pixels,
+        },
+        "classifier": {"input": pixels, **{f"c/{k}": v for k, v in conv_trunk.items()}},
+    }[architecture]
+    return {name: widths[name] for name in layer_names(architecture)}
 
 
 def _triangle(n: int) -> float:

@@ -20,7 +20,7 @@ def fig2(table: pd.DataFrame, spec: Mapping[str, Any]):
     """Fig. 2: learning dynamics, first vs final checkpoint of one model, averaged over seeds."""
     metric = spec.get("metric", "cka")
     rows, first, final = select_learning_dynamics(
-        table, spec["dataset"], spec["objective"], spec["hparam"], metric
+        table, spec["dataset"], spec["objective"], spec["hparam"], metric, spec.get("architecture", "conv")
     )
     model = f"{spec['objective']}, {rows['hparam_name_x'].iloc[0]}={format_hparam(spec['hparam'])}"
     n_seeds = rows["seed_x"].nunique()

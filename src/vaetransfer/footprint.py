@@ -17,37 +17,39 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from vaetransfer import costmodel, plan
+from vaetransfer import costmodel, plan, sharding
 
 
 def footprint(config: Mapping[str, Any], jobs: int) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Per-dataset sizes and the whole plan's totals (GB, hours) for `jobs` parallel jobs."""
+    """Per (evaluation dataset, architecture) sizes and the whole plan's totals (GB, hours) for `jobs` parallel jobs."""
     n = config["similarity"]["n_examples"]
     metrics = config["similarity"]["metrics"]
-    shards = [s for family in plan.families(config) for s in plan.shards(config, family)]
+    shards = [s for family in plan.families(config) for s in sharding.shards(config, family)]
     snapshots = {s for block in shards for s in plan.unique_snapshots(block)}
     rows = []
-    for dataset in sorted({s.eval_dataset for s in snapshots}):
-        widths = costmodel.layer_widths(plan.dataset_channels(config, dataset)).values()
-        count = sum(s.eval_dataset == dataset for s in snapshots)
+    kinds = sorted({(s.eval_dataset, s.run.architecture) for s in snapshots})
+    for dataset, architecture in kinds:
+        widths = costmodel.layer_widths(plan.dataset_channels(config, dataset), architecture).values()
+        count = sum((s.eval_dataset, s.run.architecture) == (dataset, architecture) for s in snapshots)
         rows.append({
             "eval_dataset": dataset,
+            "architecture": architecture,
             "dumps": count,
             "dump_GB": costmodel.activation_bytes(widths, n) / 1e9,
             "all_dumps_GB": count * costmodel.activation_bytes(widths, n) / 1e9,
             "prepared_GB": costmodel.prepared_bytes(widths, n, metrics) / 1e9,
         })
     table = pd.DataFrame(rows)
-    sizes = {s: costmodel.activation_bytes(plan.snapshot_widths(config, s), n) for s in snapshots}
+    sizes = {s: costmodel.activation_bytes(sharding.snapshot_widths(config, s), n) for s in snapshots}
     per_shard = sorted((sum(sizes[s] for s in plan.unique_snapshots(b)) for b in shards), reverse=True)
-    resources = [plan.shard_resources(config, b) for b in shards]
+    resources = [sharding.shard_resources(config, b) for b in shards]
     totals = {
         "shards": len(shards),
         "A_all_dumps_GB": sum(sizes.values()) / 1e9,
         "B_peak_dumps_GB": min(sum(per_shard[: jobs + 1]), sum(sizes.values())) / 1e9,
         "shard_max_mem_GB": max((r["mem_mb"] for r in resources), default=0) / 1024,
         "shard_max_scratch_GB": max((r["disk_mb"] for r in resources), default=0) / 1024,
-        "scoring_job_hours": sum(plan.estimate_seconds(config, b) for b in shards) / 3600,
+        "scoring_job_hours": sum(sharding.estimate_seconds(config, b) for b in shards) / 3600,
     }
     return table, totals
 

@@ -1,6 +1,6 @@
 """Similarity heatmaps drawn from the aggregated long-format table.
 
-Layer order comes from `vaetransfer.layers.LAYER_NAMES`; each cell is the mean over the seed
+Layer order comes from `vaetransfer.layers` (the architecture of each axis); each cell is the mean over the seed
 pairs present (reference.md §5.6). Style follows the authors' heatmaps: seaborn's default
 "rocket" colormap on a fixed [0, 1] scale, no annotations, rows = model x layers top to bottom.
 """
@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from vaetransfer.io import atomic_path  # noqa: E402
-from vaetransfer.layers import LAYER_NAMES  # noqa: E402
+from vaetransfer.layers import layer_names  # noqa: E402
 
 
 class EmptySelection(LookupError):
@@ -25,13 +25,22 @@ class EmptySelection(LookupError):
 
 
 def layer_matrix(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean score per (layer_x, layer_y) over seed pairs: a 16 x 16 frame in LAYER_NAMES order."""
+    """Mean score per (layer_x, layer_y) over seed pairs, rows and columns in the layer order of
+    the x and y architectures (16 x 16 for two conv VAEs). ``rows`` must hold one architecture
+    per side."""
+    order = {}
+    for side in ("x", "y"):
+        found = rows[f"architecture_{side}"].unique()
+        if len(found) != 1:
+            raise ValueError(f"rows mix architectures on side {side}: {sorted(found)}")
+        order[side] = list(layer_names(found[0]))
     matrix = rows.pivot_table(index="layer_x", columns="layer_y", values="score", aggfunc="mean")
-    return matrix.reindex(index=list(LAYER_NAMES), columns=list(LAYER_NAMES))
+    return matrix.reindex(index=order["x"], columns=order["y"])
 
 
 def select_learning_dynamics(
-    table: pd.DataFrame, dataset: str, objective: str, hparam: float, metric: str
+    table: pd.DataFrame, dataset: str, objective: str, hparam: float, metric: str,
+    architecture: str = "conv",
 ) -> tuple[pd.DataFrame, int, int]:
     """Rows comparing the first and the final checkpoint of each seed of one model (Fig. 2).
 
@@ -40,6 +49,7 @@ def select_learning_dynamics(
     sel = table[
         (table["family"] == "learning_dynamics")
         & (table["dataset_x"] == dataset)
+        & (table["architecture_x"] == architecture)
         & (table["objective_x"] == objective)
         & (table["hparam_x"] == float(hparam))
         & (table["metric"] == metric)
@@ -47,7 +57,7 @@ def select_learning_dynamics(
     ]
     if sel.empty:
         raise EmptySelection(
-            f"no learning_dynamics rows for dataset={dataset!r}, objective={objective!r}, "
+            f"no learning_dynamics rows for dataset={dataset!r}, architecture={architecture!r}, objective={objective!r}, "
             f"hparam={hparam}, metric={metric!r}"
         )
     first, final = int(sel["step_x"].min()), int(sel["step_y"].max())

@@ -1,7 +1,8 @@
 """Shard scoring and aggregation: activation files in, long-format similarity tables out.
 
-Identities come from the activation sidecars (model dataset, objective, hyper-parameter, seed,
-step, evaluation dataset), never from paths. Each snapshot of a shard is loaded and prepared once
+Identities come from the activation sidecars (model dataset, architecture, objective,
+hyper-parameter, seed, step, evaluation dataset), never from paths; so do layer names (a conv
+VAE has 16 representations, an FC VAE 11, the classifier 7). Each snapshot of a shard is loaded and prepared once
 (:func:`vaetransfer.similarity.prepare`), however many pairs it appears in; the prepared
 representations stay in memory up to `memory_mb` and are spilled to a temporary directory beyond
 it, so a shard's peak memory does not grow with its number of snapshots.
@@ -18,11 +19,12 @@ import pandas as pd
 
 from vaetransfer.activations import load_activations, sidecar_path
 from vaetransfer.io import read_json
-from vaetransfer.layers import LAYER_NAMES
 from vaetransfer.similarity import Prepared, check_metrics, constant_flags, pairwise, prepare, zero_small
 
 #: Identity of one side of a comparison; columns `<field>_x` and `<field>_y` of the table.
-IDENTITY_FIELDS = ("dataset", "objective", "hparam_name", "hparam", "seed", "step", "eval_dataset")
+IDENTITY_FIELDS = (
+    "dataset", "architecture", "objective", "hparam_name", "hparam", "seed", "step", "eval_dataset",
+)
 
 SCORE_COLUMNS = [
     "family", "layer_x", "layer_y", "metric", "score", "n_examples",
@@ -37,7 +39,7 @@ TABLE_COLUMNS = [
 
 def identity(meta: dict) -> dict:
     """The `IDENTITY_FIELDS` of an activation sidecar."""
-    model = meta["model"]
+    model = {"architecture": "conv", **meta["model"]}  # dumps written before architectures existed
     out = {f: model[f] for f in IDENTITY_FIELDS if f != "eval_dataset"}
     out["eval_dataset"] = meta["eval_dataset"]
     return out
@@ -53,12 +55,14 @@ class _Store:
         self.spill_dir: str | None = None
         self.resident = 0
         self.snapshots: dict[str, list[Prepared]] = {}
+        self.layers: dict[str, list[str]] = {}
         self.meta: dict[str, dict] = {}
 
     def load(self, path: str) -> list[Prepared]:
         if path not in self.snapshots:
             prepared = []
-            for name in LAYER_NAMES:  # one layer in memory at a time (a snapshot is 2 GB at n = 5000)
+            layers = [entry["name"] for entry in read_json(sidecar_path(path))["layers"]]
+            for name in layers:  # one layer in memory at a time (a snapshot is 2 GB at n = 5000)
                 arrays, meta = load_activations(path, [name])
                 array = arrays.pop(name)
                 # The authors zero |x| < 1e-7 before scoring (reference.md §5.2, against NaNs with
@@ -66,7 +70,7 @@ class _Store:
                 rep = prepare(zero_small(array), self.metrics, device=self.device, debiased=self.debiased)
                 prepared.append(self._keep(rep))
                 del array
-            self.snapshots[path], self.meta[path] = prepared, meta
+            self.snapshots[path], self.meta[path], self.layers[path] = prepared, meta, layers
         return self.snapshots[path]
 
     def _keep(self, rep: Prepared) -> Prepared:
@@ -112,25 +116,26 @@ def score_pairs(
             for metric in metrics:
                 scores = pairwise(px, px if path_x == path_y else py, metric, device=device,
                                   debiased=debiased, constant=constant)
-                _append(columns, ids, family, metric, scores, cx, cy, px[0].n_examples,
-                        debiased and metric == "cka")
+                _append(columns, ids, family, metric, scores, (store.layers[path_x], store.layers[path_y]),
+                        cx, cy, px[0].n_examples, debiased and metric == "cka")
     return as_table(pd.DataFrame(columns))
 
 
-def _append(columns, ids, family, metric, scores, cx, cy, n, debiased) -> None:
-    """Add one snapshot pair's 16 x 16 block of `metric` to the column lists (layer_x outermost)."""
-    size = len(LAYER_NAMES)
+def _append(columns, ids, family, metric, scores, layers, cx, cy, n, debiased) -> None:
+    """Add one snapshot pair's (len(layers_x), len(layers_y)) block of `metric` (layer_x outermost)."""
+    names_x, names_y = layers
+    size = len(names_x) * len(names_y)
     for key, value in ids.items():
-        columns[key].extend([value] * size * size)
-    columns["family"].extend([family] * size * size)
-    columns["layer_x"].extend(np.repeat(LAYER_NAMES, size))
-    columns["layer_y"].extend(np.tile(LAYER_NAMES, size))
-    columns["metric"].extend([metric] * size * size)
+        columns[key].extend([value] * size)
+    columns["family"].extend([family] * size)
+    columns["layer_x"].extend(np.repeat(names_x, len(names_y)))
+    columns["layer_y"].extend(np.tile(names_y, len(names_x)))
+    columns["metric"].extend([metric] * size)
     columns["score"].extend(scores.ravel())
-    columns["n_examples"].extend([n] * size * size)
-    columns["constant_x"].extend(np.repeat(cx, size))
-    columns["constant_y"].extend(np.tile(cy, size))
-    columns["debiased"].extend([debiased] * size * size)
+    columns["n_examples"].extend([n] * size)
+    columns["constant_x"].extend(np.repeat(cx, len(names_y)))
+    columns["constant_y"].extend(np.tile(cy, len(names_x)))
+    columns["debiased"].extend([debiased] * size)
 
 
 def _check_same_examples(pairs: list[tuple[str, str]]) -> None:

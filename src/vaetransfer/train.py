@@ -23,26 +23,24 @@ there is no host sync per step, and nothing is written at or after a non-finite 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
-import numbers
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from vaetransfer.classify import classifier_columns, classifier_step
 from vaetransfer.io import atomic_path
 from vaetransfer.losslog import LossLog
-from vaetransfer.losslog import NonFiniteLoss, kl_columns, kl_per_dimension, log_columns
-from vaetransfer.models import ConvVAE, images_to_tensor
-from vaetransfer.objectives import COMMON_TERMS, OBJECTIVES, logged_terms, objective_terms
+from vaetransfer.losslog import NonFiniteLoss, kl_columns, kl_per_dimension, log_columns  # noqa: F401
+from vaetransfer.models import NamedLayers, build_model, images_to_tensor, is_vae
+from vaetransfer.objectives import COMMON_TERMS, logged_terms, objective_terms
 from vaetransfer.resume import ResumeDir, StopRequested, stop_on_signals
 from vaetransfer.runtime import keep_freed_memory
+from vaetransfer.trainconfig import TrainConfig
 
 CHECKPOINT_FORMAT = "vaetransfer-checkpoint"
 FORMAT_VERSION = 1
@@ -51,107 +49,6 @@ LOG_COLUMNS: tuple[str, ...] = ("step", *COMMON_TERMS)  # every run's; extras fo
 # the progress bar's loss is updated: each move costs one device sync.
 _HOST_EVERY = 200
 _logger = logging.getLogger(__name__)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _bad(name: str, value: Any, why: str) -> ValueError:
-    return ValueError(f"TrainConfig.{name}={value!r}: {why}")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that determines a training run (spec §2 optimiser, §3.1 schedule).
-
-    ``hparam`` is the objective's hyper-parameter (``OBJECTIVES[objective].hparam``, e.g. β);
-    ``objective_options`` its keyword options (``OBJECTIVES[objective].options``), stored with
-    the defaults filled in.
-    ``checkpoint_steps``: sorted, distinct steps in 1..steps, including ``steps``; a checkpoint
-    at step s holds the model after s optimiser updates. ``validation_fraction`` records how
-    the caller's train/validation split was made (the split itself is the caller's).
-    """
-
-    dataset: str
-    objective: str
-    hparam: float
-    seed: int
-    steps: int
-    checkpoint_steps: list[int]
-    batch_size: int = 64
-    lr: float = 1e-4
-    latent_dim: int = 10
-    channels: int = 1
-    validation_fraction: float = 0.1
-    device: str = "cpu"
-    objective_options: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self._check_names()
-        self._check_numbers()
-        self._check_checkpoints()
-
-    def _check_names(self) -> None:
-        for name in ("dataset", "device"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value:
-                raise _bad(name, value, "must be a non-empty string")
-        if self.objective not in OBJECTIVES:
-            raise _bad("objective", self.objective, f"valid: {sorted(OBJECTIVES)}")
-        try:
-            self.objective_options = OBJECTIVES[self.objective].resolve_options(self.objective_options)
-        except (TypeError, ValueError) as exc:
-            raise _bad("objective_options", self.objective_options, f"{self.objective}: {exc}") from None
-
-    def _check_numbers(self) -> None:
-        if not _is_real(self.hparam):
-            raise _bad("hparam", self.hparam, "must be a finite number")
-        self.hparam = float(self.hparam)
-        try:
-            OBJECTIVES[self.objective].check_hparam(self.hparam)
-        except ValueError as exc:
-            raise _bad("hparam", self.hparam, f"{self.objective}: {exc}") from None
-        minimum = {"seed": 0, "steps": 1, "batch_size": 1, "latent_dim": 1, "channels": 1}
-        for name, low in minimum.items():
-            value = getattr(self, name)
-            if not _is_int(value) or value < low:
-                raise _bad(name, value, f"must be an integer >= {low}")
-            setattr(self, name, int(value))
-        if not _is_real(self.lr) or self.lr <= 0:
-            raise _bad("lr", self.lr, "must be a finite number > 0")
-        self.lr = float(self.lr)
-        if not _is_real(self.validation_fraction) or not 0 <= self.validation_fraction < 1:
-            raise _bad("validation_fraction", self.validation_fraction, "must be in [0, 1)")
-        self.validation_fraction = float(self.validation_fraction)
-
-    def _check_checkpoints(self) -> None:
-        steps = self.checkpoint_steps
-        if isinstance(steps, (str, bytes)) or not all(_is_int(s) for s in steps):
-            raise _bad("checkpoint_steps", steps, "must be a list of integers")
-        steps = [int(s) for s in steps]
-        if not steps or steps != sorted(set(steps)):
-            raise _bad("checkpoint_steps", steps, "must be non-empty, sorted and distinct")
-        if steps[0] < 1 or steps[-1] != self.steps:
-            raise _bad("checkpoint_steps", steps, f"must lie in 1..{self.steps} and end at steps")
-        self.checkpoint_steps = steps
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (the "resolved config" stored in checkpoints)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
-        """Inverse of :meth:`to_dict`; unknown keys raise ValueError naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid: {sorted(known)}")
-        return cls(**dict(values))
 
 
 def epoch_batches(
@@ -174,7 +71,7 @@ def epoch_batches(
 def _generators(config: TrainConfig) -> tuple[torch.Generator, torch.Generator]:
     """(init, noise) generators: two independent streams derived from ``config.seed``.
 
-    Init draws on CPU (see ConvVAE.reset_parameters), noise on ``config.device``.
+    Init draws on CPU (see NamedLayers.reset_parameters), noise on ``config.device``.
     """
     init_seed, noise_seed = np.random.SeedSequence(config.seed).generate_state(2)
     init = torch.Generator(device="cpu").manual_seed(int(init_seed))
@@ -183,7 +80,7 @@ def _generators(config: TrainConfig) -> tuple[torch.Generator, torch.Generator]:
 
 
 def train_step(
-    model: ConvVAE,
+    model: NamedLayers,
     optimizer: torch.optim.Optimizer,
     x: torch.Tensor,
     objective: str,
@@ -210,7 +107,7 @@ def train_step(
 
 
 def save_checkpoint(
-    path: str | Path, model: ConvVAE, optimizer: torch.optim.Optimizer, step: int, config: TrainConfig
+    path: str | Path, model: NamedLayers, optimizer: torch.optim.Optimizer, step: int, config: TrainConfig
 ) -> None:
     """Write a self-describing checkpoint atomically (torch.save to a temp file, then rename)."""
     payload = {
@@ -227,7 +124,8 @@ def save_checkpoint(
 
 
 def _check_inputs(
-    config: TrainConfig, images: np.ndarray, train_indices: Any, checkpoint_paths: Mapping[int, Any]
+    config: TrainConfig, images: np.ndarray, train_indices: Any, checkpoint_paths: Mapping[int, Any],
+    labels: np.ndarray | None = None,
 ) -> np.ndarray:
     """Validate the data and outputs against ``config``; return indices as an int64 array."""
     expected = (64, 64, config.channels)
@@ -248,7 +146,40 @@ def _check_inputs(
             f"checkpoint_paths keys {sorted(checkpoint_paths)} != "
             f"config.checkpoint_steps {config.checkpoint_steps}"
         )
+    if is_vae(config.architecture) != (labels is None):
+        raise ValueError(f"labels are needed by the classifier and only by it (architecture {config.architecture!r})")
+    if labels is not None:
+        sizes = np.asarray(list(config.factors.values()))
+        if labels.shape != (len(images), len(sizes)) or labels.dtype != np.int64:
+            raise ValueError(f"labels must be int64 ({len(images)}, {len(sizes)}), got {labels.dtype} {labels.shape}")
+        if (labels < 0).any() or (labels >= sizes).any():
+            raise ValueError(f"labels must lie in 0..classes-1 of factors {config.factors}")
     return indices.astype(np.int64)
+
+
+def build_for(config: TrainConfig) -> NamedLayers:
+    """A fresh model of ``config.architecture`` with the run's Keras-default initial weights."""
+    args = {"channels": config.channels}
+    args.update({"latent_dim": config.latent_dim} if is_vae(config.architecture) else {"factor_sizes": list(config.factors.values())})
+    model = build_model(config.architecture, **args)
+    model.reset_parameters(generator=_generators(config)[0])
+    return model
+
+
+def _stepper(config: TrainConfig, model, optimizer, noise_gen, labels) -> tuple[tuple[str, ...], Callable]:
+    """(logged columns, step function ``(batch indices, x, step) -> {term: 0-d tensor}``)."""
+    if is_vae(config.architecture):
+        def vae(idx, x, step):
+            return train_step(model, optimizer, x, config.objective, config.hparam, step - 1, noise_gen,
+                              config.objective_options)
+        return log_columns(config.objective, config.latent_dim)[1:], vae
+    columns = classifier_columns(config.factors)
+    labels_t = torch.from_numpy(labels).to(config.device)  # (N, heads) int64: small, kept on device
+
+    def classifier(idx, x, step):
+        y = labels_t[torch.from_numpy(idx).to(config.device)]
+        return dict(zip(columns, classifier_step(model, optimizer, x, y)))
+    return columns, classifier
 
 
 def train(
@@ -261,15 +192,17 @@ def train(
     threads: int | None = None,
     resume_dir: str | Path | None = None,
     save_every: int | None = None,
+    labels: np.ndarray | None = None,
 ) -> None:
-    """Train a fresh :class:`ConvVAE` for ``config.steps`` updates (spec §2-§3).
+    """Train a fresh model of ``config.architecture`` for ``config.steps`` updates (spec §2-§3).
 
     ``images``: uint8 (N, 64, 64, C), possibly a ``np.memmap``; batches are drawn from
-    ``train_indices`` only. ``checkpoint_paths`` maps each of ``config.checkpoint_steps`` to its
-    file. The loss log is rewritten at every checkpoint and at the end. ``threads`` sets
-    ``torch.set_num_threads`` (process-wide) when given. A NaN or infinite loss term raises
-    :class:`NonFiniteLoss` (within :data:`_HOST_EVERY` steps, and before anything is written at or
-    after the bad step); what was written before it stays valid.
+    ``train_indices`` only. ``labels`` (classifier only): int64 (N, heads) class labels
+    (:func:`vaetransfer.classify.factor_labels`). ``checkpoint_paths`` maps each of
+    ``config.checkpoint_steps`` to its file. The loss log is rewritten at every checkpoint and at
+    the end. ``threads`` sets ``torch.set_num_threads`` (process-wide) when given. A NaN or
+    infinite loss term raises :class:`NonFiniteLoss` (within :data:`_HOST_EVERY` steps, and before
+    anything is written at or after the bad step); what was written before it stays valid.
 
     With ``resume_dir`` the run is resumable (:mod:`vaetransfer.resume`): its state is saved every
     ``save_every`` steps and on SIGTERM/SIGINT/SIGUSR1 (then :class:`StopRequested` is raised),
@@ -278,31 +211,27 @@ def train(
     if threads is not None:
         torch.set_num_threads(threads)
     keep_freed_memory()
-    indices = _check_inputs(config, images, train_indices, checkpoint_paths)
-    init_gen, noise_gen = _generators(config)
-    model = ConvVAE(channels=config.channels, latent_dim=config.latent_dim)
-    model.reset_parameters(generator=init_gen)
-    model.to(config.device).train()
+    indices = _check_inputs(config, images, train_indices, checkpoint_paths, labels)
+    _, noise_gen = _generators(config)
+    model = build_for(config).to(config.device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
     batches = epoch_batches(indices, config.batch_size, np.random.default_rng(config.seed))
-    columns = log_columns(config.objective, config.latent_dim)[1:]
-    log = LossLog(loss_log_path, columns, shown=logged_terms(config.objective))
+    columns, step_fn = _stepper(config, model, optimizer, noise_gen, labels)
+    shown = logged_terms(config.objective) if is_vae(config.architecture) else columns
+    log = LossLog(loss_log_path, columns, shown=shown)
     resume = ResumeDir(resume_dir) if resume_dir is not None else None
     done = _restore(resume, config, model, optimizer, noise_gen, log, checkpoint_paths)
     for _ in range(done):  # the batch order is a pure function of the seed: replay it
         next(batches)
     bar = tqdm(
         total=config.steps, initial=done,
-        desc=f"train {config.dataset}/{config.objective}={config.hparam:g}/seed{config.seed}",
+        desc=f"train {config.dataset}/{config.architecture}/{config.objective}={config.hparam:g}/seed{config.seed}",
         file=sys.stderr, mininterval=5.0, disable=not progress,
     )
     with bar, stop_on_signals() as stop_signal:
         for step in range(done + 1, config.steps + 1):
-            x = images_to_tensor(images[next(batches)], config.device)
-            terms = train_step(
-                model, optimizer, x, config.objective, config.hparam, step - 1, noise_gen,
-                config.objective_options,
-            )
+            idx = next(batches)
+            terms = step_fn(idx, images_to_tensor(images[idx], config.device), step)
             log.append(step, terms)
             if step in checkpoint_paths:
                 log.to_host()  # raises NonFiniteLoss before a checkpoint at or after a bad step
@@ -341,7 +270,7 @@ def _restore(resume, config, model, optimizer, noise_gen, log, checkpoint_paths)
     return int(state["step"])
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[ConvVAE, dict]:
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[NamedLayers, dict]:
     """Rebuild the model of a checkpoint written by :func:`train`, on ``device``, in eval mode.
 
     Returns ``(model, checkpoint_dict)``. Raises ValueError naming ``path`` if the file is not a
@@ -358,6 +287,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         raise ValueError(f"{path} is not a vaetransfer checkpoint (no format={CHECKPOINT_FORMAT!r})")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
         raise ValueError(f"{path} has format_version {ckpt['format_version']} > {FORMAT_VERSION}")
-    model = ConvVAE(**ckpt["model_args"])
+    # Checkpoints written before the architecture field existed are conv VAEs.
+    model = build_model(ckpt["config"].get("architecture", "conv"), **ckpt["model_args"])
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt

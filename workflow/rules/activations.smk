@@ -1,4 +1,4 @@
-# The 16 named representations of a checkpoint on an evaluation sample (its own dataset's, or
+# The named representations (vaetransfer.layers) of a checkpoint on an evaluation sample (its own dataset's, or
 # another one's for cross-domain comparisons), in one .npz with a JSON sidecar; temp() by default
 # (removed once every shard reading it has finished), kept with similarity.keep_activations.
 
@@ -8,13 +8,13 @@ rule dump_activations:
         unpack(get_activation_inputs),
     output:
         arrays=activation_output(
-            "results/activations/{dataset}/{objective}/{hparam}/seed{seed}/step{step}/{eval_dataset}.npz"
+            "results/activations/{dataset}/{architecture}/{objective}/{hparam}/seed{seed}/step{step}/{eval_dataset}.npz"
         ),
         sidecar=activation_output(
-            "results/activations/{dataset}/{objective}/{hparam}/seed{seed}/step{step}/{eval_dataset}.json"
+            "results/activations/{dataset}/{architecture}/{objective}/{hparam}/seed{seed}/step{step}/{eval_dataset}.json"
         ),
     log:
-        "results/logs/dump_activations/{dataset}/{objective}/{hparam}/seed{seed}/step{step}/{eval_dataset}.log",
+        "results/logs/dump_activations/{dataset}/{architecture}/{objective}/{hparam}/seed{seed}/step{step}/{eval_dataset}.log",
     priority: get_dump_priority
     conda:
         "../../envs/vaetransfer.yaml"
@@ -25,6 +25,7 @@ rule dump_activations:
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=lambda wildcards, attempt: 60 * attempt,
     params:
+        checkpoint=get_checkpoint_file,
         seed=config["similarity"]["activation_seed"],
         device=config["training"]["device"],
     script:

@@ -5,7 +5,7 @@ import re
 
 from snakemake.utils import validate
 
-from vaetransfer import plan
+from vaetransfer import plan, sharding
 
 # Schema first (unknown keys, bad types and values), then cross-key checks; both stop the run
 # before any job starts, with a message naming the key at fault.
@@ -17,7 +17,7 @@ except plan.ConfigError as err:
 
 RUNS = plan.runs(config)
 # Every family's shards, computed once: the input functions of all score_shard jobs index into it.
-SHARDS = {family: plan.shards(config, family) for family in plan.families(config)}
+SHARDS = {family: sharding.shards(config, family) for family in plan.families(config)}
 # Shards in plan order. Activation dumps are given priorities in this order and shards a higher
 # one, so each shard is scored (and its temp() dumps removed) soon after its dumps are written:
 # this is what bounds peak disk (README, "Disk").
@@ -29,8 +29,6 @@ for _rank, (_family, _i) in enumerate(SHARD_ORDER):
     for _snap in plan.unique_snapshots(SHARDS[_family][_i]):
         SNAPSHOT_RANK.setdefault(_snap.activations, _rank)
 SCORE_PRIORITY = len(SHARD_ORDER) + 20
-STEPS = config["training"]["checkpoint_steps"]
-FINAL_STEP = config["training"]["steps"]
 
 
 def _alternatives(names):
@@ -60,16 +58,51 @@ def get_dataset_files(name):
 
 
 def get_train_data(wildcards):
-    return get_dataset_files(wildcards.dataset)
+    return {
+        **get_dataset_files(wildcards.dataset),
+        "factors": f"results/data/{wildcards.dataset}/factors.parquet",
+    }
+
+
+def _run(wildcards):
+    return plan.Run(
+        wildcards.dataset,
+        wildcards.architecture,
+        wildcards.objective,
+        float(wildcards.hparam),
+        int(wildcards.seed),
+    )
+
+
+def get_train_params(wildcards):
+    """The training settings of one run, resolved per dataset (steps, checkpoint schedule) and
+    per objective (its options): a change elsewhere in the config does not rerun this job.
+    """
+    training = config["training"]
+    options = training.get("objective_options", {}).get(wildcards.objective, {})
+    keys = ("batch_size", "learning_rate", "latent_dim", "device", "resume_every")
+    classifier = wildcards.architecture == "classifier"
+    return {
+        **{key: training[key] for key in keys},
+        "steps": plan.train_steps(config, wildcards.dataset),
+        "checkpoint_steps": plan.checkpoint_steps(config, wildcards.dataset),
+        "validation_fraction": training[
+            "classifier_validation_fraction" if classifier else "validation_fraction"
+        ],
+        "objective_options": options,
+    }
 
 
 def get_activation_inputs(wildcards):
-    run = f"{wildcards.dataset}/{wildcards.objective}/{wildcards.hparam}/seed{wildcards.seed}"
     return {
-        "checkpoint": f"results/models/{run}/step{wildcards.step}.pt",
+        "checkpoints": plan.checkpoint_dir(_run(wildcards)),
         "indices": f"results/data/{wildcards.eval_dataset}/eval_indices.npy",
         **get_dataset_files(wildcards.eval_dataset),
     }
+
+
+def get_checkpoint_file(wildcards):
+    return plan.checkpoint_path(_run(wildcards), int(wildcards.step))
 
 
 def activation_output(path):
@@ -80,10 +113,9 @@ def activation_output(path):
 
 def get_dump_priority(wildcards):
     """Earlier shards' snapshots first (see SHARD_ORDER); dumps no shard reads come last."""
-    run = f"{wildcards.dataset}/{wildcards.objective}/{wildcards.hparam}/seed{wildcards.seed}"
-    path = (
-        f"results/activations/{run}/step{wildcards.step}/{wildcards.eval_dataset}.npz"
-    )
+    path = plan.Snapshot(
+        _run(wildcards), int(wildcards.step), wildcards.eval_dataset
+    ).activations
     return 10 + len(SHARD_ORDER) - SNAPSHOT_RANK.get(path, len(SHARD_ORDER))
 
 
@@ -98,7 +130,7 @@ def get_shard_resources(wildcards, attempt):
 @functools.cache
 def _first_attempt_resources(family, index):
     # Once per shard: mem_mb, runtime and disk_mb each ask for it.
-    return plan.shard_resources(config, SHARDS[family][index])
+    return sharding.shard_resources(config, SHARDS[family][index])
 
 
 def _shard(wildcards):

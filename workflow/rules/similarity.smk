@@ -33,7 +33,7 @@ rule score_shard:
 
 rule aggregate_similarity:
     input:
-        plan.shard_paths(config),
+        sharding.shard_paths(config),
     output:
         "results/tables/similarity.parquet",
     log:

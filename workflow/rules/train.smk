@@ -1,18 +1,17 @@
-# One training job per (dataset, objective, hyper-parameter, seed); checkpoints at the configured
-# steps and a per-step loss log.
+# One training job per (dataset, architecture, objective, hyper-parameter, seed): the checkpoints
+# of the dataset's schedule (plan.checkpoint_steps) in one directory, and a per-step loss log.
 
 
 rule train_vae:
     input:
         unpack(get_train_data),
     output:
-        checkpoints=expand(
-            "results/models/{{dataset}}/{{objective}}/{{hparam}}/seed{{seed}}/step{step}.pt",
-            step=STEPS,
+        checkpoints=directory(
+            "results/models/{dataset}/{architecture}/{objective}/{hparam}/seed{seed}/checkpoints"
         ),
-        losses="results/models/{dataset}/{objective}/{hparam}/seed{seed}/losses.parquet",
+        losses="results/models/{dataset}/{architecture}/{objective}/{hparam}/seed{seed}/losses.parquet",
     log:
-        "results/logs/train_vae/{dataset}/{objective}/{hparam}/seed{seed}.log",
+        "results/logs/train_vae/{dataset}/{architecture}/{objective}/{hparam}/seed{seed}.log",
     conda:
         "../../envs/vaetransfer.yaml"
     threads: 2
@@ -23,6 +22,8 @@ rule train_vae:
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=lambda wildcards, attempt: 24 * 60 * attempt,
     params:
-        training=config["training"],
+        # Only what determines this run: editing another dataset's schedule or another
+        # objective's options does not rerun it.
+        run=get_train_params,
     script:
         "../scripts/train_vae.py"

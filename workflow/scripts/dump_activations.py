@@ -1,4 +1,4 @@
-"""Dump the 16 named representations of one checkpoint on one dataset's evaluation sample."""
+"""Dump the named representations of one checkpoint on one dataset's evaluation sample."""
 
 from pathlib import Path
 
@@ -6,9 +6,9 @@ import numpy as np
 
 from vaetransfer.activations import compute_activations, save_activations
 from vaetransfer.data.store import load_images, load_meta
-from vaetransfer.objectives import OBJECTIVES
 from vaetransfer.runtime import log_to, resolve_device
 from vaetransfer.train import load_checkpoint
+from vaetransfer.trainconfig import objective_registry
 
 
 def main(checkpoint: str, images: str, indices: str, eval_dataset: str, seed: int, device: str,
@@ -24,11 +24,12 @@ def main(checkpoint: str, images: str, indices: str, eval_dataset: str, seed: in
         )
     idx = np.load(indices)
     acts = compute_activations(model, load_images(data_dir)[idx], seed=seed, device=device)
-    cfg = ckpt["config"]
+    cfg = {"architecture": "conv", **ckpt["config"]}  # checkpoints from before architectures existed
     identity = {
         "dataset": cfg["dataset"],
+        "architecture": cfg["architecture"],
         "objective": cfg["objective"],
-        "hparam_name": OBJECTIVES[cfg["objective"]].hparam,
+        "hparam_name": objective_registry(cfg["architecture"])[cfg["objective"]].hparam,
         "hparam": float(cfg["hparam"]),
         "seed": int(cfg["seed"]),
         "step": int(ckpt["step"]),
@@ -39,5 +40,5 @@ def main(checkpoint: str, images: str, indices: str, eval_dataset: str, seed: in
 
 if "snakemake" in globals():
     with log_to(snakemake.log[0]):
-        main(snakemake.input.checkpoint, snakemake.input.images, snakemake.input.indices,
+        main(snakemake.params.checkpoint, snakemake.input.images, snakemake.input.indices,
              snakemake.wildcards.eval_dataset, snakemake.params.seed, snakemake.params.device, snakemake.output.arrays)

@@ -1,40 +1,51 @@
-"""Train one VAE (dataset, objective, hyper-parameter, seed) and write its checkpoints and loss log."""
+"""Train one model (dataset, architecture, objective, hyper-parameter, seed): checkpoints + loss log."""
 
 from pathlib import Path
 
-from vaetransfer.data.store import load_images, load_meta, split_indices
+from vaetransfer.classify import discrete_factors, factor_labels
+from vaetransfer.data.store import load_factors, load_images, load_meta, split_indices
+from vaetransfer.models import is_vae
 from vaetransfer.runtime import log_to, resolve_device
 from vaetransfer.train import TrainConfig, train
 
 
-def main(images: str, dataset: str, objective: str, hparam: str, seed: int, training: dict,
-         checkpoints: list[str], losses: str, threads: int | None = None) -> None:
+def main(images: str, dataset: str, architecture: str, objective: str, hparam: str, seed: int,
+         run: dict, checkpoints: str, losses: str, threads: int | None = None) -> None:
+    """``run``: the resolved settings of this run (common.smk's get_train_params);
+    ``checkpoints``: the directory receiving ``step<step>.pt`` files."""
     data_dir = Path(images).parent
     meta = load_meta(data_dir)
+    labels, factors = None, {}
+    if not is_vae(architecture):
+        factors = discrete_factors(meta)
+        labels = factor_labels(load_factors(data_dir), meta)
     config = TrainConfig(
         dataset=dataset,
         objective=objective,
         hparam=float(hparam),
         seed=int(seed),
-        steps=training["steps"],
-        checkpoint_steps=list(training["checkpoint_steps"]),
-        batch_size=training.get("batch_size", 64),
-        lr=training.get("learning_rate", 1e-4),
-        latent_dim=training.get("latent_dim", 10),
+        steps=run["steps"],
+        checkpoint_steps=list(run["checkpoint_steps"]),
+        batch_size=run["batch_size"],
+        lr=run["learning_rate"],
+        latent_dim=run["latent_dim"],
         channels=meta["channels"],
-        validation_fraction=training.get("validation_fraction", 0.1),
-        device=resolve_device(training.get("device", "auto")),
-        objective_options=training.get("objective_options", {}).get(objective, {}),
+        validation_fraction=run["validation_fraction"],
+        device=resolve_device(run["device"]),
+        objective_options=run["objective_options"],
+        architecture=architecture,
+        factors=factors,
     )
     train_idx, _ = split_indices(meta["n"], config.seed, config.validation_fraction)
-    paths = dict(zip(config.checkpoint_steps, checkpoints, strict=True))
+    Path(checkpoints).mkdir(parents=True, exist_ok=True)
+    paths = {step: Path(checkpoints) / f"step{step}.pt" for step in config.checkpoint_steps}
     # Not a declared output: it must survive Snakemake's cleanup of a failed attempt.
     resume_dir = Path(losses).parent / "resume"
     train(config, load_images(data_dir), train_idx, paths, losses, threads=threads,
-          resume_dir=resume_dir, save_every=training.get("resume_every", 2000))
+          resume_dir=resume_dir, save_every=run["resume_every"], labels=labels)
 
 
 if "snakemake" in globals():
     with log_to(snakemake.log[0]):
-        main(snakemake.input.images, **snakemake.wildcards, training=snakemake.params.training,
+        main(snakemake.input.images, **snakemake.wildcards, run=snakemake.params.run,
              checkpoints=snakemake.output.checkpoints, losses=snakemake.output.losses, threads=snakemake.threads)
