@@ -123,6 +123,14 @@ def test_paths_follow_one_grammar():
         (lambda c: c["similarity"]["transfer_pairs"].append({"source": "x", "target": "symsol"}), "transfer_pairs[1].source"),
         (lambda c: c["datasets"]["dsprites"].update(generator="mnist"), "datasets.dsprites"),
         (lambda c: c["training"]["sweeps"].pop(1), "no vanilla VAE"),
+        (lambda c: c["training"].update(checkpoints={"every": 5, "keep": 2}), "exactly one of checkpoint_steps"),
+        (lambda c: c["training"].update(steps={"symsol": 20}), "no value for dataset 'dsprites'"),
+        (lambda c: c["training"].update(steps={"default": 20, "mnist": 3}), "['mnist'] are not keys of datasets"),
+        (lambda c: c["training"]["sweeps"][0].update(architecture="classifier"),
+         "unknown objective 'beta_vae' for architecture 'classifier'"),
+        (lambda c: c["training"]["sweeps"].append(
+            {"architecture": "classifier", "objective": "cross_entropy", "values": [2], "datasets": ["dsprites"]}),
+         "weight=2"),
     ],
 )
 def test_cross_key_errors_name_the_key(tiny, mutate, message):

@@ -162,3 +162,52 @@ def test_keep_activations_keeps_self_describing_dumps(tiny_run):
     assert sidecar["model"]["architecture"] == "conv"
     indices = np.load(tiny_run / "results/data/symsol/eval_indices.npy")
     assert sidecar["example_indices"] == indices.tolist()
+
+
+@pytest.mark.slow
+def test_model_zoo_through_the_workflow_with_stacked_seeds(tmp_path):
+    """FC VAE, classifier and conv VAE in one DAG; with training.stack_seeds the VAEs' seeds train
+    in one job each, bit-identical to their own train_vae jobs (CPU); the classifier still trains
+    alone; Appendix H's family compares the conv encoder (16 layers) with the classifier (7)."""
+    import torch
+    import yaml
+
+    from vaetransfer.layers import CLASSIFIER_LAYER_NAMES, FC_LAYER_NAMES
+
+    config = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    config["datasets"].pop("symsol")
+    config["training"].update(stack_seeds=True, sweeps=[
+        {"objective": "beta_vae", "values": [1], "datasets": ["dsprites"]},
+        {"architecture": "fc", "objective": "beta_vae", "values": [1], "datasets": ["dsprites"]},
+        {"architecture": "classifier", "objective": "cross_entropy", "values": [1], "datasets": ["dsprites"]},
+    ])
+    config["similarity"].update(metrics=["cka"], families=["learning_dynamics", "encoder_vs_classifier"],
+                                transfer_pairs=[])
+    config["figures"] = {}
+    stacked, alone = tmp_path / "stacked", tmp_path / "alone"
+    for work, stack in ((stacked, True), (alone, False)):
+        work.mkdir()
+        (work / "zoo.yaml").write_text(yaml.safe_dump({**config, "training": {**config["training"], "stack_seeds": stack}}))
+    run_snakemake("--configfile=zoo.yaml", "--cores", "2", "results/tables/similarity.parquet", cwd=stacked)
+    assert (stacked / "results/logs/train_stacked/dsprites/fc/beta_vae/1.log").exists()
+    assert (stacked / "results/logs/train_vae/dsprites/classifier/cross_entropy/1/seed1.log").exists()
+    assert not (stacked / "results/logs/train_vae/dsprites/conv").exists()
+
+    table = pd.read_parquet(stacked / "results/tables/similarity.parquet")
+    zoo = table[table["family"] == "encoder_vs_classifier"]
+    assert len(zoo) == 4 * 16 * 7  # 2 x 2 seed pairs of final models
+    assert set(zoo["architecture_x"]) == {"conv"} and set(zoo["layer_y"]) == set(CLASSIFIER_LAYER_NAMES)
+    assert set(zoo["hparam_name_y"]) == {"weight"}
+    fc = table[(table["family"] == "learning_dynamics") & (table["architecture_x"] == "fc")]
+    assert set(fc["layer_x"]) == set(FC_LAYER_NAMES) and len(fc) == 2 * 3 * 11 * 11
+
+    target = "results/models/dsprites/conv/beta_vae/1/seed1/losses.parquet"
+    run_snakemake("--configfile=zoo.yaml", "--cores", "2", target, cwd=alone)
+    assert (alone / "results/logs/train_vae/dsprites/conv/beta_vae/1/seed1.log").exists()
+    for step in (5, 20):
+        path = f"results/models/dsprites/conv/beta_vae/1/seed1/checkpoints/step{step}.pt"
+        a, b = (torch.load(w / path, map_location="cpu", weights_only=True) for w in (stacked, alone))
+        assert a["config"] == b["config"] and a["step"] == b["step"] == step
+        for key, value in a["state_dict"].items():
+            assert torch.equal(value, b["state_dict"][key]), key
+    pd.testing.assert_frame_equal(pd.read_parquet(stacked / target), pd.read_parquet(alone / target))

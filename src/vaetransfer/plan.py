@@ -31,6 +31,8 @@ VANILLA = ("conv", "beta_vae", 1.0)
 CLASSIFIER = ("classifier", "cross_entropy", 1.0)
 
 FAMILIES = ("learning_dynamics", "cross_domain", "encoder_vs_classifier")
+#: Architectures `training.stack_seeds` trains several seeds of at once (vaetransfer.stacked).
+STACKABLE_ARCHITECTURES = ("conv", "fc")
 
 
 class ConfigError(ValueError):

@@ -72,8 +72,8 @@ def check_stackable(configs: Sequence[TrainConfig]) -> None:
     if not configs:
         raise ValueError("train_stacked needs at least one config")
     first = configs[0]
-    if not getattr(models_mod, "is_vae", lambda arch: arch in ("conv", "fc"))(_architecture(first)):
-        raise ValueError(f"field 'architecture'={_architecture(first)!r}: stacked training is for VAEs only")
+    if not models_mod.is_vae(first.architecture):
+        raise ValueError(f"field 'architecture'={first.architecture!r}: stacked training is for VAEs only")
     for i, cfg in enumerate(configs):
         if type(cfg) is not type(first):
             raise ValueError(f"configs[{i}] is a {type(cfg).__name__}, configs[0] a {type(first).__name__}")
@@ -86,16 +86,9 @@ def check_stackable(configs: Sequence[TrainConfig]) -> None:
                 )
 
 
-def _architecture(config: TrainConfig) -> str:
-    return getattr(config, "architecture", "conv")  # configs before the model zoo: conv
-
-
 def new_model(config: TrainConfig) -> nn.Module:
-    """The untrained model ``train`` builds for ``config`` (its ``architecture``, default conv)."""
-    build = getattr(models_mod, "build_model", None)
-    if build is None:
-        return models_mod.ConvVAE(channels=config.channels, latent_dim=config.latent_dim)
-    return build(_architecture(config), channels=config.channels, latent_dim=config.latent_dim)
+    """The untrained VAE ``train`` builds for ``config`` (before its seeded initialisation)."""
+    return models_mod.build_model(config.architecture, channels=config.channels, latent_dim=config.latent_dim)
 
 
 class _EncodeDecode(nn.Module):

@@ -135,3 +135,29 @@ class TrainConfig:
         return cls(**dict(values))
 
 
+
+
+def run_config(
+    dataset: str, architecture: str, objective: str, hparam: float, seed: int,
+    run: Mapping[str, Any], channels: int, device: str, factors: Mapping[str, int] | None = None,
+) -> TrainConfig:
+    """The TrainConfig of one workflow run from its wildcards and resolved settings ``run``
+    (workflow/rules/common.smk ``get_train_params``: steps, checkpoint_steps, batch_size,
+    learning_rate, latent_dim, validation_fraction, objective_options)."""
+    return TrainConfig(
+        dataset=dataset,
+        objective=objective,
+        hparam=float(hparam),
+        seed=int(seed),
+        steps=run["steps"],
+        checkpoint_steps=list(run["checkpoint_steps"]),
+        batch_size=run["batch_size"],
+        lr=run["learning_rate"],
+        latent_dim=run["latent_dim"],
+        channels=channels,
+        validation_fraction=run["validation_fraction"],
+        device=device,
+        objective_options=dict(run["objective_options"]),
+        architecture=architecture,
+        factors=dict(factors or {}),
+    )

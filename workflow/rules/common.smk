@@ -16,6 +16,7 @@ except plan.ConfigError as err:
     raise WorkflowError(f"Invalid config: {err}") from None
 
 RUNS = plan.runs(config)
+SEEDS = config["training"]["seeds"]
 # Every family's shards, computed once: the input functions of all score_shard jobs index into it.
 SHARDS = {family: sharding.shards(config, family) for family in plan.families(config)}
 # Shards in plan order. Activation dumps are given priorities in this order and shards a higher

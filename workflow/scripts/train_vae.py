@@ -6,7 +6,8 @@ from vaetransfer.classify import discrete_factors, factor_labels
 from vaetransfer.data.store import load_factors, load_images, load_meta, split_indices
 from vaetransfer.models import is_vae
 from vaetransfer.runtime import log_to, resolve_device
-from vaetransfer.train import TrainConfig, train
+from vaetransfer.train import train
+from vaetransfer.trainconfig import run_config
 
 
 def main(images: str, dataset: str, architecture: str, objective: str, hparam: str, seed: int,
@@ -19,23 +20,8 @@ def main(images: str, dataset: str, architecture: str, objective: str, hparam: s
     if not is_vae(architecture):
         factors = discrete_factors(meta)
         labels = factor_labels(load_factors(data_dir), meta)
-    config = TrainConfig(
-        dataset=dataset,
-        objective=objective,
-        hparam=float(hparam),
-        seed=int(seed),
-        steps=run["steps"],
-        checkpoint_steps=list(run["checkpoint_steps"]),
-        batch_size=run["batch_size"],
-        lr=run["learning_rate"],
-        latent_dim=run["latent_dim"],
-        channels=meta["channels"],
-        validation_fraction=run["validation_fraction"],
-        device=resolve_device(run["device"]),
-        objective_options=run["objective_options"],
-        architecture=architecture,
-        factors=factors,
-    )
+    config = run_config(dataset, architecture, objective, float(hparam), int(seed), run,
+                        meta["channels"], resolve_device(run["device"]), factors)
     train_idx, _ = split_indices(meta["n"], config.seed, config.validation_fraction)
     Path(checkpoints).mkdir(parents=True, exist_ok=True)
     paths = {step: Path(checkpoints) / f"step{step}.pt" for step in config.checkpoint_steps}
