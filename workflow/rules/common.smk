@@ -36,6 +36,50 @@ def _alternatives(names):
     return "|".join(re.escape(n) for n in sorted(names))
 
 
+def get_download_resources(config):
+    """{dataset: its Resources} for every `source: download` dataset, URL/checksum overrides
+    (`datasets.<name>.files`) applied; WorkflowError naming the key of a bad override.
+    """
+    from vaetransfer.data import download, real
+
+    out = {}
+    for name, spec in config["datasets"].items():
+        if spec["source"] != "download":
+            if "files" in spec:
+                raise WorkflowError(
+                    f"Invalid config: datasets.{name}.files: only for source: download"
+                )
+            continue
+        try:
+            out[name] = download.apply_overrides(
+                name, real.resources(name), spec.get("files")
+            )
+        except ValueError as err:
+            raise WorkflowError(f"Invalid config: {err}") from None
+    return out
+
+
+def _alternatives_or_none(names):
+    """A regex matching exactly one of `names`, or nothing at all when there are none."""
+    return _alternatives(names) if names else "(?!)"
+
+
+# Real datasets (source: download): their original files, with any mirror of
+# `datasets.<name>.files` applied; an override naming no file of the dataset stops the run here.
+DOWNLOADS = get_download_resources(config)
+# The `download` rule matches only declared files of configured real datasets.
+DOWNLOAD_DATASET_PATTERN = _alternatives_or_none(DOWNLOADS)
+DOWNLOAD_FILENAME_PATTERN = _alternatives_or_none(
+    {r.filename for resources in DOWNLOADS.values() for r in resources}
+)
+
+
+def get_prepare_inputs(wildcards):
+    """The original files of a real dataset (resources/downloads/<dataset>/<filename>); none for
+    a procedural one."""
+    return [str(r.destination()) for r in DOWNLOADS.get(wildcards.dataset, ())]
+
+
 def get_all_targets():
     """Default targets of `snakemake`: the aggregated table and every configured figure."""
     figures = [

@@ -2,7 +2,31 @@
 # plus a fixed, seeded evaluation sample for the similarity stage.
 
 
+rule download:
+    """One original file of a real dataset, fetched, resumed and verified (vaetransfer.data.download).
+    A file placed here by hand is used as it is: the rule has no input, so it never reruns.
+    """
+    output:
+        "resources/downloads/{dataset}/{filename}",
+    log:
+        "results/logs/download/{dataset}/{filename}.log",
+    wildcard_constraints:
+        dataset=DOWNLOAD_DATASET_PATTERN,
+        filename=DOWNLOAD_FILENAME_PATTERN,
+    # The script retries broken connections itself (resuming); this covers what outlasts that.
+    retries: 1
+    # On the submit host: compute nodes often have no internet.
+    localrule: True
+    conda:
+        "../../envs/vaetransfer.yaml"
+    script:
+        "../scripts/download.py"
+
+
 rule prepare_dataset:
+    input:
+        # Real datasets: their verified original files; procedural ones: nothing.
+        get_prepare_inputs,
     output:
         images="results/data/{dataset}/images.npy",
         factors="results/data/{dataset}/factors.parquet",
@@ -16,7 +40,12 @@ rule prepare_dataset:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=lambda wildcards, attempt: 30 * attempt,
     params:
-        spec=lambda wildcards: config["datasets"][wildcards.dataset],
+        # Without `files` (mirror URLs): a new mirror of the same bytes rebuilds nothing.
+        spec=lambda wildcards: {
+            key: value
+            for key, value in config["datasets"][wildcards.dataset].items()
+            if key != "files"
+        },
     script:
         "../scripts/prepare_dataset.py"
 

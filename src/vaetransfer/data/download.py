@@ -301,7 +301,7 @@ def fetch(
             reason = f"{type(err).__name__}: {getattr(err, 'reason', None) or err}"
     else:
         raise MissingResource(
-            missing_message(resource, downloads_dir, f"{reason} (after {retries + 1} attempts)")
+            missing_message(resource, downloads_dir, f"{reason} (after {retries + 1} attempt{'s' if retries else ''})")
         )
     verify(part, resource, record_dir=dest.parent)
     os.replace(part, dest)

@@ -7,6 +7,9 @@ verified and preprocessed by `vaetransfer.data.real` (issue "five real datasets"
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from vaetransfer.data.procedural import dsprites_meta, generate_dsprites
@@ -30,12 +33,23 @@ def _symsol(options: Mapping[str, Any]):
 GENERATORS: dict[str, Callable] = {"dsprites": _dsprites, "symsol": _symsol}
 
 
-def build_dataset(name: str, spec: Mapping[str, Any], out_dir: str | os.PathLike) -> None:
-    """Generate (or download and preprocess) dataset `name` described by `spec` into `out_dir`."""
-    if spec["source"] == "download":
-        from vaetransfer.data.real import prepare_real_dataset
+def build_dataset(
+    name: str,
+    spec: Mapping[str, Any],
+    out_dir: str | os.PathLike,
+    files: Mapping[str, str | os.PathLike] | None = None,
+    scratch: str | os.PathLike | None = None,
+) -> None:
+    """Generate dataset `name` described by `spec` into `out_dir`, or, for `source: download`,
+    verify its original `files` (filename -> local path) and preprocess them.
 
-        prepare_real_dataset(name, out_dir)
+    Every original file is verified before anything is written: a corrupt one is moved aside
+    (``<filename>.corrupt``) and :class:`vaetransfer.data.download.ChecksumError` raised, leaving
+    `out_dir` untouched. `spec["files"]` (mirror overrides) may replace checksums. Temporaries go
+    to `scratch` (default: a fresh directory under $TMPDIR, removed afterwards).
+    """
+    if spec["source"] == "download":
+        _build_real(name, spec, out_dir, files, scratch)
         return
     generator = spec["generator"]
     if generator not in GENERATORS:
@@ -43,3 +57,26 @@ def build_dataset(name: str, spec: Mapping[str, Any], out_dir: str | os.PathLike
     images, factors, meta = GENERATORS[generator](spec.get("options", {}))
     meta = {**meta, "name": name, "source": f"procedural:{generator}"}
     write_dataset(out_dir, images, factors, meta)
+
+
+def _build_real(name, spec, out_dir, files, scratch) -> None:
+    from vaetransfer.data import download, real
+
+    resources = download.apply_overrides(name, real.resources(name), spec.get("files"))
+    files = {key: Path(value) for key, value in (files or {}).items()}
+    absent = [r for r in resources if r.filename not in files or not files[r.filename].exists()]
+    if absent:
+        raise download.MissingResource(
+            "\n\n".join(
+                download.missing_message(r, download.DOWNLOADS_DIR, "the file is not on disk") for r in absent
+            )
+        )
+    for resource in resources:
+        download.verify(files[resource.filename], resource)
+        print(f"{files[resource.filename]}: verified", file=sys.stderr)
+    if scratch is not None:
+        Path(scratch).mkdir(parents=True, exist_ok=True)
+        real.preprocess(name, files, out_dir, scratch)
+        return
+    with tempfile.TemporaryDirectory(prefix=f"vaetransfer-{name}-") as tmp:
+        real.preprocess(name, files, out_dir, tmp)
