@@ -166,6 +166,30 @@ def build_for(config: TrainConfig) -> NamedLayers:
     return model
 
 
+def start_from_source(model: NamedLayers, config: TrainConfig, device: str | torch.device = "cpu") -> None:
+    """Transfer initialisation (spec §6.1): load ``config.init_checkpoint``'s weights into ``model``,
+    re-initialise ``config.retrain_layers`` from the run's seed and freeze every other layer.
+
+    The source must be the same architecture with the same constructor arguments (channels,
+    latent size); a mismatch raises ValueError naming the checkpoint.
+    """
+    path = config.init_checkpoint
+    source, ckpt = load_checkpoint(path, device="cpu")
+    src_arch = ckpt["config"].get("architecture", "conv")
+    if src_arch != config.architecture or ckpt["model_args"] != model.model_args():
+        raise ValueError(
+            f"{path}: a {src_arch} model {ckpt['model_args']} cannot start a {config.architecture} "
+            f"run {model.model_args()} (datasets must have the same channels)"
+        )
+    model.load_state_dict(source.state_dict())
+    # A stream of its own, so transfer runs of one seed re-initialise the same way whatever was loaded.
+    generator = torch.Generator().manual_seed(int(np.random.SeedSequence([config.seed, 1]).generate_state(1)[0]))
+    model.reset_parameters(config.retrain_layers, generator=generator)
+    retrain = set(config.retrain_layers)
+    for name, module in model.layer_modules().items():
+        module.requires_grad_(name in retrain)
+
+
 def _stepper(config: TrainConfig, model, optimizer, noise_gen, labels) -> tuple[tuple[str, ...], Callable]:
     """(logged columns, step function ``(batch indices, x, step) -> {term: 0-d tensor}``)."""
     if is_vae(config.architecture):
@@ -213,8 +237,13 @@ def train(
     keep_freed_memory()
     indices = _check_inputs(config, images, train_indices, checkpoint_paths, labels)
     _, noise_gen = _generators(config)
-    model = build_for(config).to(config.device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
+    model = build_for(config)
+    if config.init_checkpoint is not None:
+        start_from_source(model, config)
+    model.to(config.device).train()
+    # Only what trains is in the (fresh) optimiser: frozen layers keep their weights exactly.
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
     batches = epoch_batches(indices, config.batch_size, np.random.default_rng(config.seed))
     columns, step_fn = _stepper(config, model, optimizer, noise_gen, labels)
     shown = logged_terms(config.objective) if is_vae(config.architecture) else columns

@@ -44,6 +44,11 @@ class TrainConfig:
     ``architecture``: a key of :data:`vaetransfer.models.ARCHITECTURES`; the classifier trains
     with a :data:`vaetransfer.classify.CLASSIFIER_OBJECTIVES` objective and needs ``factors``
     ({factor: classes}, one head each, in order; empty for VAEs).
+    Transfer (spec §6.1): with ``init_checkpoint`` (a source model's checkpoint of the same
+    architecture) the run starts from its weights; the ``retrain_layers`` (weight-bearing layer
+    names, e.g. ``["mean", "log_var"]``) are re-initialised (Keras defaults, from the run's seed)
+    and trained, every other layer is frozen, and the Adam optimiser is fresh, as the authors'
+    ``bin/transfer`` does ("retraining" = re-initialise and train, not fine-tune).
     ``checkpoint_steps``: sorted, distinct steps in 1..steps, including ``steps``; a checkpoint
     at step s holds the model after s optimiser updates. ``validation_fraction`` records how
     the caller's train/validation split was made (the split itself is the caller's).
@@ -64,11 +69,14 @@ class TrainConfig:
     objective_options: dict[str, Any] = field(default_factory=dict)
     architecture: str = "conv"
     factors: dict[str, int] = field(default_factory=dict)
+    init_checkpoint: str | None = None
+    retrain_layers: list[str] | None = None
 
     def __post_init__(self) -> None:
         self._check_names()
         self._check_numbers()
         self._check_checkpoints()
+        self._check_transfer()
 
     def _check_names(self) -> None:
         for name in ("dataset", "device"):
@@ -109,6 +117,21 @@ class TrainConfig:
         if not _is_real(self.validation_fraction) or not 0 <= self.validation_fraction < 1:
             raise _bad("validation_fraction", self.validation_fraction, "must be in [0, 1)")
         self.validation_fraction = float(self.validation_fraction)
+
+    def _check_transfer(self) -> None:
+        if self.init_checkpoint is None:
+            if self.retrain_layers is not None:
+                raise _bad("retrain_layers", self.retrain_layers, "needs init_checkpoint (the source model)")
+            return
+        if not isinstance(self.init_checkpoint, str) or not self.init_checkpoint:
+            raise _bad("init_checkpoint", self.init_checkpoint, "must be a checkpoint path")
+        weighted = ARCHITECTURES[self.architecture].WEIGHTED
+        layers = self.retrain_layers
+        if isinstance(layers, (str, bytes)) or not layers or any(name not in weighted for name in layers):
+            raise _bad("retrain_layers", layers, f"must list weight-bearing layers of {self.architecture}: {list(weighted)}")
+        if len(set(layers)) != len(layers):
+            raise _bad("retrain_layers", layers, "must not repeat a layer")
+        self.retrain_layers = [name for name in weighted if name in set(layers)]  # canonical order
 
     def _check_checkpoints(self) -> None:
         steps = self.checkpoint_steps
