@@ -33,6 +33,9 @@ wildcard_constraints:
     family=_alternatives(plan.FAMILIES),
     shard=r"\d+",
     fig=r"fig[0-9]+[a-z]?",
+    source=_alternatives(config["datasets"]),
+    target=_alternatives(config["datasets"]),
+    variant=VARIANT_PATTERN,
 
 
 include: "workflow/rules/data.smk"
@@ -41,6 +44,7 @@ include: "workflow/rules/activations.smk"
 include: "workflow/rules/similarity.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/synthetic.smk"
+include: "workflow/rules/transfer.smk"
 
 
 rule all:

@@ -211,3 +211,48 @@ def test_model_zoo_through_the_workflow_with_stacked_seeds(tmp_path):
         for key, value in a["state_dict"].items():
             assert torch.equal(value, b["state_dict"][key]), key
     pd.testing.assert_frame_equal(pd.read_parquet(stacked / target), pd.read_parquet(alone / target))
+
+
+@pytest.mark.slow
+def test_transfer_experiments_through_the_workflow(tmp_path):
+    """`snakemake transfer`: one job per variant (source VAE partly retrained on the target), the
+    unfreezing losses and grids, the cross-domain reconstructions; in every transfer checkpoint the
+    frozen layers hold the source's weights exactly and the retrained ones do not."""
+    import torch
+    import yaml
+
+    from vaetransfer.transfer import variant_layers
+
+    config = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    config["training"]["sweeps"][0]["values"] = [1]
+    config["transfer"] = {"pairs": [{"source": "symsol", "target": "dsprites"}], "seeds": [0], "steps": 4,
+                          "unfreezing": {"levels": [1, 6], "n_examples": 32}}
+    config["similarity"].update(transfer_pairs=[{"source": "symsol", "target": "dsprites"}], metrics=["cka"])
+    config["figures"] = {}
+    (tmp_path / "tr.yaml").write_text(yaml.safe_dump(config))
+    proc = run_snakemake("--configfile=tr.yaml", "transfer", "-n", "--quiet", "rules", cwd=tmp_path)
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
+    assert counts["train_transfer"] == "9"  # latents + {inner, outer} x {1, 6} x {frozen, retrained}
+    run_snakemake("--configfile=tr.yaml", "--cores", "2", "transfer", cwd=tmp_path)
+
+    table = pd.read_parquet(tmp_path / "results/tables/unfreezing/symsol_to_dsprites/seed0.parquet")
+    assert len(table) == 11 and set(table["model"]) >= {"target", "source", "latents", "inner6_latents"}
+    assert table["heldout_loss"].gt(0).all() and (table["n_examples"] > 0).all()
+    figures = tmp_path / "results/figures/unfreezing/symsol_to_dsprites/seed0"
+    assert {p.name for p in figures.glob("*.png")} == {f"{o}_{l}.png" for o in ("inner", "outer") for l in ("frozen", "retrained")}
+    assert (tmp_path / "results/figures/reconstructions/symsol_to_dsprites.png").stat().st_size > 10_000
+    # The transferability report: one self-contained page and its numbers.
+    html = (tmp_path / "results/reports/symsol_to_dsprites.html").read_text()
+    assert "data:image/png;base64," in html and "How the recommendation was derived" in html
+    summary = json.loads((tmp_path / "results/reports/symsol_to_dsprites.json").read_text())
+    assert 0 <= summary["summary"]["trunk diagonal"] <= 1 and summary["reasons"]
+    assert set(summary["retrain"]) <= {"encoder", "latent layers", "decoder"}
+
+    source = torch.load(tmp_path / "results/models/symsol/conv/beta_vae/1/seed0/checkpoints/step20.pt", weights_only=True)
+    for variant in ("latents", "inner1", "outer6_latents"):
+        ckpt = torch.load(tmp_path / f"results/transfer/symsol_to_dsprites/{variant}/seed0/checkpoints/step4.pt",
+                          weights_only=True)
+        assert ckpt["config"]["dataset"] == "dsprites" and ckpt["config"]["retrain_layers"] == variant_layers(variant)
+        retrained = {name.replace("/", "") for name in variant_layers(variant)}
+        for key, value in source["state_dict"].items():
+            assert torch.equal(value, ckpt["state_dict"][key]) == (key.split(".")[0] not in retrained), (variant, key)

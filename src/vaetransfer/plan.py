@@ -75,6 +75,37 @@ class Snapshot:
         return checkpoint_path(self.run, self.step)
 
 
+@dataclass(frozen=True, order=True)
+class TransferRun:
+    """A source-trained vanilla VAE partly retrained on `target` (vaetransfer.transfer)."""
+
+    source: str
+    target: str
+    variant: str
+    seed: int
+
+    @property
+    def path(self) -> str:
+        return f"{self.source}_to_{self.target}/{self.variant}/seed{self.seed}"
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return f"results/transfer/{self.path}/checkpoints"
+
+
+def transfer_runs(config: Mapping[str, Any]) -> list[TransferRun]:
+    """Every transfer training job of the optional `transfer` section (none without it)."""
+    if "transfer" not in config:
+        return []
+    from vaetransfer.transfer import variants
+
+    spec = config["transfer"]
+    return [
+        TransferRun(pair["source"], pair["target"], variant, int(seed))
+        for pair in spec["pairs"] for variant in variants(config) for seed in spec["seeds"]
+    ]
+
+
 def checkpoint_dir(run: Run) -> str:
     """A run's checkpoints, one ``step<step>.pt`` per :func:`checkpoint_steps` entry: a directory
     output, because how many checkpoints at which steps depends on the dataset."""
@@ -157,6 +188,7 @@ def validate_plan(config: Mapping[str, Any]) -> None:
                 raise ConfigError(f"training.sweeps[{i}].datasets: {ds!r} is not a key of datasets")
     _check_schedules(config)
     _check_transfer_pairs(config)
+    _check_transfer_section(config)
 
 
 def _check_schedules(config: Mapping[str, Any]) -> None:
@@ -181,6 +213,27 @@ def _check_schedules(config: Mapping[str, Any]) -> None:
                 f"training.checkpoint_steps: {ckpts} must be strictly increasing, >= 1, and end at "
                 f"training.steps ({steps}) for dataset {dataset!r}"
             )
+
+
+def _check_transfer_section(config: Mapping[str, Any]) -> None:
+    """`transfer`: each pair's source and target need the vanilla conv VAE for every transfer seed
+    (the source model is the starting point, the target one the reference), same channels."""
+    if "transfer" not in config:
+        return
+    trained = {(r.dataset, r.architecture, r.objective, r.hparam, r.seed) for r in runs(config)}
+    for i, pair in enumerate(config["transfer"]["pairs"]):
+        for role in ("source", "target"):
+            ds = pair[role]
+            if ds not in config["datasets"]:
+                raise ConfigError(f"transfer.pairs[{i}].{role}: {ds!r} is not a key of datasets")
+            for seed in config["transfer"]["seeds"]:
+                if (ds, *VANILLA, seed) not in trained:
+                    raise ConfigError(
+                        f"transfer.pairs[{i}].{role}: no vanilla VAE (conv, beta_vae, beta=1) with seed "
+                        f"{seed} is trained on {ds!r}; add it to training.sweeps / training.seeds"
+                    )
+        if dataset_channels(config, pair["source"]) != dataset_channels(config, pair["target"]):
+            raise ConfigError(f"transfer.pairs[{i}]: {pair['source']!r} and {pair['target']!r} have different channel counts")
 
 
 def _check_transfer_pairs(config: Mapping[str, Any]) -> None:

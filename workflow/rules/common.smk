@@ -2,10 +2,12 @@
 # Everything here runs at parse time and reads only the config: no file produced by the workflow.
 import functools
 import re
+from argparse import Namespace
 
 from snakemake.utils import validate
 
 from vaetransfer import plan, sharding
+from vaetransfer.transfer import VARIANT_PATTERN
 
 # Schema first (unknown keys, bad types and values), then cross-key checks; both stop the run
 # before any job starts, with a message naming the key at fault.
@@ -17,6 +19,7 @@ except plan.ConfigError as err:
 
 RUNS = plan.runs(config)
 SEEDS = config["training"]["seeds"]
+TRANSFER_RUNS = plan.transfer_runs(config)
 # Every family's shards, computed once: the input functions of all score_shard jobs index into it.
 SHARDS = {family: sharding.shards(config, family) for family in plan.families(config)}
 # Shards in plan order. Activation dumps are given priorities in this order and shards a higher
@@ -89,6 +92,7 @@ def get_all_targets():
     ]
     return [
         "results/tables/similarity.parquet",
+        *get_transfer_targets(),
         *figures,
         "results/figures/fig1.png",
         "results/figures/fig1.pdf",
@@ -201,3 +205,99 @@ def get_shard_pairs(wildcards):
 
 def get_figure_params(name):
     return config["figures"][name]
+
+
+# ----------------------------------------------------------------------------- transfer
+
+
+def _vanilla_dir(dataset, seed):
+    return plan.checkpoint_dir(plan.Run(dataset, *plan.VANILLA, int(seed)))
+
+
+def get_transfer_targets():
+    """The transfer experiments' outputs (none without a `transfer` section)."""
+    if not TRANSFER_RUNS:
+        return []
+    spec = config["transfer"]
+    pairs = [f"{p['source']}_to_{p['target']}" for p in spec["pairs"]]
+    # A report needs the pair's cross-domain CKA too (similarity.transfer_pairs).
+    scored = {
+        f"{p['source']}_to_{p['target']}"
+        for p in config["similarity"].get("transfer_pairs", [])
+        if "cross_domain" in config["similarity"]["families"]
+    }
+    return [
+        *(
+            f"results/tables/unfreezing/{pair}/seed{s}.parquet"
+            for pair in pairs
+            for s in spec["seeds"]
+        ),
+        *(f"results/figures/reconstructions/{pair}.png" for pair in pairs),
+        *(f"results/reports/{pair}.html" for pair in pairs if pair in scored),
+    ]
+
+
+def get_transfer_inputs(wildcards):
+    return {
+        "source": _vanilla_dir(wildcards.source, wildcards.seed),
+        **get_dataset_files(wildcards.target),
+    }
+
+
+def get_transfer_params(wildcards):
+    """Target-side run settings (steps, batch, lr, split) of a transfer run, its only checkpoint
+    being the final model (the authors kept no intermediate ones), and what it retrains.
+    """
+    from vaetransfer.transfer import variant_layers
+
+    run = get_train_params(
+        Namespace(dataset=wildcards.target, architecture="conv", objective="beta_vae")
+    )
+    steps = config["transfer"]["steps"] or run["steps"]
+    seed = int(wildcards.seed)
+    return {
+        **run,
+        "steps": steps,
+        "checkpoint_steps": [steps],
+        "init_checkpoint": plan.checkpoint_path(
+            plan.Run(wildcards.source, *plan.VANILLA, seed),
+            plan.train_steps(config, wildcards.source),
+        ),
+        "retrain_layers": variant_layers(wildcards.variant),
+    }
+
+
+def get_unfreezing_inputs(wildcards):
+    """The target data, the target- and source-trained VAEs and every transfer variant of a pair."""
+    pair = f"{wildcards.source}_to_{wildcards.target}"
+    runs = [
+        r
+        for r in TRANSFER_RUNS
+        if (r.source, r.target, r.seed)
+        == (wildcards.source, wildcards.target, int(wildcards.seed))
+    ]
+    return {
+        **get_dataset_files(wildcards.target),
+        "target_model": _vanilla_dir(wildcards.target, wildcards.seed),
+        "source_model": _vanilla_dir(wildcards.source, wildcards.seed),
+        "variants": [r.checkpoint_dir for r in runs],
+    }
+
+
+def _vanilla_final(dataset, seed):
+    run = plan.Run(dataset, *plan.VANILLA, int(seed))
+    return plan.checkpoint_path(run, plan.train_steps(config, dataset))
+
+
+def get_unfreezing_models(wildcards):
+    """{"target": ..., "source": ..., <variant>: ...}: each model's final checkpoint file."""
+    seed = int(wildcards.seed)
+    steps = config["transfer"]["steps"] or plan.train_steps(config, wildcards.target)
+    models = {
+        "target": _vanilla_final(wildcards.target, seed),
+        "source": _vanilla_final(wildcards.source, seed),
+    }
+    for r in TRANSFER_RUNS:
+        if (r.source, r.target, r.seed) == (wildcards.source, wildcards.target, seed):
+            models[r.variant] = f"{r.checkpoint_dir}/step{steps}.pt"
+    return models
