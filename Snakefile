@@ -36,6 +36,8 @@ wildcard_constraints:
     source=_alternatives(config["datasets"]),
     target=_alternatives(config["datasets"]),
     variant=VARIANT_PATTERN,
+    encoder=_alternatives(config["datasets"]),
+    label=r"[A-Za-z0-9_]+",
 
 
 include: "workflow/rules/data.smk"
@@ -45,6 +47,7 @@ include: "workflow/rules/similarity.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/transfer.smk"
+include: "workflow/rules/downstream.smk"
 
 
 rule all:

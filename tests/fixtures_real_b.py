@@ -12,17 +12,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vaetransfer.downstream import LABELS
+
+
 SYMSOL_NAMES = ("tet", "cube", "icosa", "cone", "cyl")
 
 #: The 40 attribute names of ``list_attr_celeba.txt``, header order (public metadata, no pixels).
-CELEBA_ATTRIBUTES = (
-    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips",
-    "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows", "Chubby",
-    "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones", "Male",
-    "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose",
-    "Receding_Hairline", "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair",
-    "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
-)
+CELEBA_ATTRIBUTES = LABELS["celeba"]  # the real header of list_attr_celeba.txt, in order
 CELEBA_SIZE = (178, 218)  # (width, height) of img_align_celeba JPEGs
 
 

@@ -192,3 +192,33 @@ def test_hyper_parameter_outside_an_objectives_values_is_refused(tiny):
     tiny["training"]["sweeps"].append({"objective": "vae", "values": [2], "datasets": ["dsprites"]})
     with pytest.raises(plan.ConfigError, match=r"training.sweeps\[2\].values: beta=2"):
         plan.validate_plan(tiny)
+
+
+def test_downstream_jobs_cover_both_encoders_and_every_label(tiny):
+    from vaetransfer.downstream import LABELS
+
+    assert plan.downstream_jobs(tiny) == []  # optional section
+    config = copy.deepcopy(tiny)
+    config["downstream"] = {"pairs": [{"source": "symsol", "target": "dsprites"}], "seeds": [0, 1]}
+    jobs = plan.downstream_jobs(config)
+    assert len(jobs) == 2 * 2 * len(LABELS["dsprites"])
+    assert {(e, t) for e, t, _, _ in jobs} == {("symsol", "dsprites"), ("dsprites", "dsprites")}
+    config["downstream"]["seeds"] = [7]
+    with pytest.raises(plan.ConfigError, match="downstream.pairs.0..source: no vanilla VAE .* seed 7"):
+        plan.validate_plan(config)
+
+
+def test_transfer_runs_follow_the_variants(tiny):
+    from vaetransfer.transfer import variant_layers
+
+    config = copy.deepcopy(tiny)
+    config["transfer"] = {"pairs": [{"source": "symsol", "target": "dsprites"}], "seeds": [0], "latents": True,
+                          "unfreezing": {"orders": ["inner"], "levels": [2], "latents": ["frozen", "retrained"]}}
+    runs = plan.transfer_runs(config)
+    assert [r.variant for r in runs] == ["latents", "inner2", "inner2_latents"]
+    assert variant_layers("inner2") == ["d/1", "d/2"] and variant_layers("outer2") == ["d/5", "d/6"]
+    assert variant_layers("inner2_latents") == ["mean", "log_var", "d/1", "d/2"]
+    assert runs[0].checkpoint_dir == "results/transfer/symsol_to_dsprites/latents/seed0/checkpoints"
+    config["transfer"]["pairs"] = [{"source": "symsol", "target": "mnist"}]
+    with pytest.raises(plan.ConfigError, match="transfer.pairs.0..target"):
+        plan.validate_plan(config)

@@ -228,12 +228,14 @@ def test_transfer_experiments_through_the_workflow(tmp_path):
     config["transfer"] = {"pairs": [{"source": "symsol", "target": "dsprites"}], "seeds": [0], "steps": 4,
                           "unfreezing": {"levels": [1, 6], "n_examples": 32}}
     config["similarity"].update(transfer_pairs=[{"source": "symsol", "target": "dsprites"}], metrics=["cka"])
+    config["downstream"] = {"pairs": [{"source": "symsol", "target": "dsprites"}], "seeds": [0],
+                            "sample": "jan-mar-2023", "n_estimators": 10}
     config["figures"] = {}
     (tmp_path / "tr.yaml").write_text(yaml.safe_dump(config))
     proc = run_snakemake("--configfile=tr.yaml", "transfer", "-n", "--quiet", "rules", cwd=tmp_path)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
     assert counts["train_transfer"] == "9"  # latents + {inner, outer} x {1, 6} x {frozen, retrained}
-    run_snakemake("--configfile=tr.yaml", "--cores", "2", "transfer", cwd=tmp_path)
+    run_snakemake("--configfile=tr.yaml", "--cores", "2", "transfer", "results/tables/table1.parquet", cwd=tmp_path)
 
     table = pd.read_parquet(tmp_path / "results/tables/unfreezing/symsol_to_dsprites/seed0.parquet")
     assert len(table) == 11 and set(table["model"]) >= {"target", "source", "latents", "inner6_latents"}
@@ -247,6 +249,17 @@ def test_transfer_experiments_through_the_workflow(tmp_path):
     summary = json.loads((tmp_path / "results/reports/symsol_to_dsprites.json").read_text())
     assert 0 <= summary["summary"]["trunk diagonal"] <= 1 and summary["reasons"]
     assert set(summary["retrain"]) <= {"encoder", "latent layers", "decoder"}
+    assert "for classification" in " ".join(summary["reasons"])  # the report read Table 1
+
+    # Downstream classification: one job and one row per label and encoder; Table 1 = their mean.
+    per_label = pd.read_parquet(tmp_path / "results/tables/downstream_per_label.parquet")
+    assert len(per_label) == 2 * 5 and set(per_label["label"]) == {"shape", "scale", "orientation", "pos_x", "pos_y"}
+    assert set(per_label["role"]) == {"source", "target"} and per_label["test_accuracy"].between(0, 1).all()
+    table1 = pd.read_parquet(tmp_path / "results/tables/table1.parquet").set_index("role")
+    for role in ("source", "target"):
+        expected = per_label[per_label["role"] == role]["test_accuracy"].mean()
+        assert table1.loc[role, "test_accuracy"] == pytest.approx(expected)
+    assert (tmp_path / "results/tables/table1.md").read_text().count("\n| ") >= 3
 
     source = torch.load(tmp_path / "results/models/symsol/conv/beta_vae/1/seed0/checkpoints/step20.pt", weights_only=True)
     for variant in ("latents", "inner1", "outer6_latents"):

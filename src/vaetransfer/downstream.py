@@ -41,6 +41,23 @@ from vaetransfer.data.store import load_factors, load_meta, load_images, split_i
 from vaetransfer.io import atomic_path, save_npz, write_parquet
 from vaetransfer.models import images_to_tensor
 
+#: The discrete ground-truth factors classified per dataset kind (spec datasets.md §0): what the
+#: store's factors.parquet holds for each real dataset and each generator of the same kind. CelebA:
+#: all 40 attributes (Table 1's 0.83 is their mean; Appendix A shows 8 of them).
+LABELS: dict[str, tuple[str, ...]] = {
+    "dsprites": ("shape", "scale", "orientation", "pos_x", "pos_y"),
+    "cars3d": ("elevation", "azimuth", "object"),
+    "smallnorb": ("category", "instance", "elevation", "azimuth", "lighting"),
+    "symsol": ("shape",),
+    "celeba": (
+        "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips",
+        "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows", "Chubby",
+        "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones", "Male",
+        "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose",
+        "Receding_Hairline", "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair",
+        "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
+    ),
+}
 ROLES = ("target", "source")
 #: (max_train, max_test) per named sample scheme; None = the whole split.
 SAMPLE_PRESETS: dict[str, tuple[int | None, int | None]] = {

@@ -106,6 +106,23 @@ def transfer_runs(config: Mapping[str, Any]) -> list[TransferRun]:
     ]
 
 
+def downstream_jobs(config: Mapping[str, Any]) -> list[tuple[str, str, int, str]]:
+    """(encoder dataset, target dataset, seed, label) of every downstream classification job of the
+    optional `downstream` section: for each pair both the source-trained and the target-trained
+    vanilla VAE's encoder, each label of the target (:data:`vaetransfer.downstream.LABELS`)."""
+    if "downstream" not in config:
+        return []
+    from vaetransfer.downstream import LABELS
+
+    spec = config["downstream"]
+    jobs = {
+        (encoder, pair["target"], int(seed), label)
+        for pair in spec["pairs"] for encoder in (pair["source"], pair["target"]) for seed in spec["seeds"]
+        for label in LABELS[_kind(config, pair["target"])]
+    }
+    return sorted(jobs)
+
+
 def checkpoint_dir(run: Run) -> str:
     """A run's checkpoints, one ``step<step>.pt`` per :func:`checkpoint_steps` entry: a directory
     output, because how many checkpoints at which steps depends on the dataset."""
@@ -216,24 +233,28 @@ def _check_schedules(config: Mapping[str, Any]) -> None:
 
 
 def _check_transfer_section(config: Mapping[str, Any]) -> None:
-    """`transfer`: each pair's source and target need the vanilla conv VAE for every transfer seed
-    (the source model is the starting point, the target one the reference), same channels."""
-    if "transfer" not in config:
-        return
+    """`transfer` and `downstream`: each pair's source and target need the vanilla conv VAE for every
+    seed of the section (the source model is the starting point or the encoder, the target one the
+    reference), and the same channels."""
     trained = {(r.dataset, r.architecture, r.objective, r.hparam, r.seed) for r in runs(config)}
-    for i, pair in enumerate(config["transfer"]["pairs"]):
-        for role in ("source", "target"):
-            ds = pair[role]
-            if ds not in config["datasets"]:
-                raise ConfigError(f"transfer.pairs[{i}].{role}: {ds!r} is not a key of datasets")
-            for seed in config["transfer"]["seeds"]:
-                if (ds, *VANILLA, seed) not in trained:
-                    raise ConfigError(
-                        f"transfer.pairs[{i}].{role}: no vanilla VAE (conv, beta_vae, beta=1) with seed "
-                        f"{seed} is trained on {ds!r}; add it to training.sweeps / training.seeds"
-                    )
-        if dataset_channels(config, pair["source"]) != dataset_channels(config, pair["target"]):
-            raise ConfigError(f"transfer.pairs[{i}]: {pair['source']!r} and {pair['target']!r} have different channel counts")
+    for section in ("transfer", "downstream"):
+        if section not in config:
+            continue
+        for i, pair in enumerate(config[section]["pairs"]):
+            for role in ("source", "target"):
+                ds = pair[role]
+                if ds not in config["datasets"]:
+                    raise ConfigError(f"{section}.pairs[{i}].{role}: {ds!r} is not a key of datasets")
+                for seed in config[section]["seeds"]:
+                    if (ds, *VANILLA, seed) not in trained:
+                        raise ConfigError(
+                            f"{section}.pairs[{i}].{role}: no vanilla VAE (conv, beta_vae, beta=1) with seed "
+                            f"{seed} is trained on {ds!r}; add it to training.sweeps / training.seeds"
+                        )
+            if dataset_channels(config, pair["source"]) != dataset_channels(config, pair["target"]):
+                raise ConfigError(
+                    f"{section}.pairs[{i}]: {pair['source']!r} and {pair['target']!r} have different channel counts"
+                )
 
 
 def _check_transfer_pairs(config: Mapping[str, Any]) -> None:

@@ -20,6 +20,7 @@ except plan.ConfigError as err:
 RUNS = plan.runs(config)
 SEEDS = config["training"]["seeds"]
 TRANSFER_RUNS = plan.transfer_runs(config)
+DOWNSTREAM_JOBS = plan.downstream_jobs(config)
 # Every family's shards, computed once: the input functions of all score_shard jobs index into it.
 SHARDS = {family: sharding.shards(config, family) for family in plan.families(config)}
 # Shards in plan order. Activation dumps are given priorities in this order and shards a higher
@@ -93,6 +94,7 @@ def get_all_targets():
     return [
         "results/tables/similarity.parquet",
         *get_transfer_targets(),
+        *(["results/tables/table1.parquet"] if DOWNSTREAM_JOBS else []),
         *figures,
         "results/figures/fig1.png",
         "results/figures/fig1.pdf",
@@ -301,3 +303,10 @@ def get_unfreezing_models(wildcards):
         if (r.source, r.target, r.seed) == (wildcards.source, wildcards.target, seed):
             models[r.variant] = f"{r.checkpoint_dir}/step{steps}.pt"
     return models
+
+
+def get_report_downstream(wildcards):
+    """Table 1 for a report when the pair's classification is configured, else nothing."""
+    pairs = config.get("downstream", {}).get("pairs", [])
+    wanted = {"source": wildcards.source, "target": wildcards.target}
+    return ["results/tables/table1.parquet"] if wanted in pairs else []

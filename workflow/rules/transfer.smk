@@ -84,6 +84,7 @@ rule transfer_report:
         table="results/tables/similarity.parquet",
         grid="results/figures/reconstructions/{source}_to_{target}.png",
         unfreezing=lambda wildcards: f"results/tables/unfreezing/{wildcards.source}_to_{wildcards.target}/seed{config['transfer']['seeds'][0]}.parquet",
+        downstream=get_report_downstream,
     output:
         html=report(
             "results/reports/{source}_to_{target}.html",
