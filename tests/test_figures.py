@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vaetransfer.figures import FIGURES, fig2, fig5a
+from vaetransfer.figures import FIGURES, fig2, fig5a, fig5b
 from vaetransfer.layers import LAYER_NAMES
 from vaetransfer.plotting import EmptySelection, layer_matrix, save_figure, select_learning_dynamics
 from vaetransfer.scoring import TABLE_COLUMNS, as_table
@@ -51,7 +51,7 @@ def test_empty_selection_names_the_request():
 
 def test_figures_render_to_png_and_pdf(tmp_path):
     table = synthetic_table()
-    assert FIGURES == {"fig2": fig2, "fig5a": fig5a}
+    assert FIGURES == {"fig2": fig2, "fig5a": fig5a, "fig5b": fig5b}
     for name, spec in [("fig2", {"dataset": "dsprites", "objective": "beta_vae", "hparam": 1}),
                        ("fig5a", {"source": "dsprites", "target": "symsol"})]:
         fig = FIGURES[name](table, spec)

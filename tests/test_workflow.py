@@ -230,12 +230,14 @@ def test_transfer_experiments_through_the_workflow(tmp_path):
     config["similarity"].update(transfer_pairs=[{"source": "symsol", "target": "dsprites"}], metrics=["cka"])
     config["downstream"] = {"pairs": [{"source": "symsol", "target": "dsprites"}], "seeds": [0],
                             "sample": "jan-mar-2023", "n_estimators": 10}
-    config["figures"] = {}
+    config["similarity"]["families"] = ["cross_domain", "retrained_latents"]
+    config["figures"] = {"fig5b": {"source": "symsol", "target": "dsprites"}}
     (tmp_path / "tr.yaml").write_text(yaml.safe_dump(config))
     proc = run_snakemake("--configfile=tr.yaml", "transfer", "-n", "--quiet", "rules", cwd=tmp_path)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
     assert counts["train_transfer"] == "9"  # latents + {inner, outer} x {1, 6} x {frozen, retrained}
-    run_snakemake("--configfile=tr.yaml", "--cores", "2", "transfer", "results/tables/table1.parquet", cwd=tmp_path)
+    run_snakemake("--configfile=tr.yaml", "--cores", "2", "transfer", "results/tables/table1.parquet", "fig5b",
+                  cwd=tmp_path)
 
     table = pd.read_parquet(tmp_path / "results/tables/unfreezing/symsol_to_dsprites/seed0.parquet")
     assert len(table) == 11 and set(table["model"]) >= {"target", "source", "latents", "inner6_latents"}
@@ -250,6 +252,15 @@ def test_transfer_experiments_through_the_workflow(tmp_path):
     assert 0 <= summary["summary"]["trunk diagonal"] <= 1 and summary["reasons"]
     assert set(summary["retrain"]) <= {"encoder", "latent layers", "decoder"}
     assert "for classification" in " ".join(summary["reasons"])  # the report read Table 1
+
+    # Fig. 5b: the retrained-latents model against the target-trained VAE, identified by its sidecar.
+    similarity = pd.read_parquet(tmp_path / "results/tables/similarity.parquet")
+    latents = similarity[similarity["family"] == "retrained_latents"]
+    assert len(latents) == 16 * 16  # one seed pair, CKA
+    assert set(latents["source_dataset_x"]) == {"symsol"} and set(latents["retrained_x"]) == {"mean,log_var"}
+    assert set(latents["dataset_x"]) == {"dsprites"} == set(latents["source_dataset_y"])
+    assert set(latents["retrained_y"]) == {""}
+    assert (tmp_path / "results/figures/fig5b.png").stat().st_size > 10_000
 
     # Downstream classification: one job and one row per label and encoder; Table 1 = their mean.
     per_label = pd.read_parquet(tmp_path / "results/tables/downstream_per_label.parquet")

@@ -30,7 +30,7 @@ VANILLA = ("conv", "beta_vae", 1.0)
 #: The Appendix H classifier run of a dataset, as (architecture, objective, hparam).
 CLASSIFIER = ("classifier", "cross_entropy", 1.0)
 
-FAMILIES = ("learning_dynamics", "cross_domain", "encoder_vs_classifier")
+FAMILIES = ("learning_dynamics", "cross_domain", "encoder_vs_classifier", "retrained_latents")
 #: Architectures `training.stack_seeds` trains several seeds of at once (vaetransfer.stacked).
 STACKABLE_ARCHITECTURES = ("conv", "fc")
 
@@ -62,16 +62,21 @@ class Run:
 
 @dataclass(frozen=True, order=True)
 class Snapshot:
-    run: Run
+    """A checkpoint of a run (a trained model, or a :class:`TransferRun`) on an evaluation sample."""
+
+    run: "Run | TransferRun"
     step: int
     eval_dataset: str
 
     @property
     def activations(self) -> str:
-        return f"results/activations/{self.run.path}/step{self.step}/{self.eval_dataset}.npz"
+        stage = "activations/transfer" if isinstance(self.run, TransferRun) else "activations"
+        return f"results/{stage}/{self.run.path}/step{self.step}/{self.eval_dataset}.npz"
 
     @property
     def checkpoint(self) -> str:
+        if isinstance(self.run, TransferRun):
+            return f"{self.run.checkpoint_dir}/step{self.step}.pt"
         return checkpoint_path(self.run, self.step)
 
 
@@ -91,6 +96,14 @@ class TransferRun:
     @property
     def checkpoint_dir(self) -> str:
         return f"results/transfer/{self.path}/checkpoints"
+
+    @property
+    def architecture(self) -> str:
+        return VANILLA[0]  # transfer starts from the vanilla conv VAE
+
+    @property
+    def dataset(self) -> str:
+        return self.target  # the data it was (re)trained on
 
 
 def transfer_runs(config: Mapping[str, Any]) -> list[TransferRun]:
@@ -210,6 +223,8 @@ def validate_plan(config: Mapping[str, Any]) -> None:
 
 def _check_schedules(config: Mapping[str, Any]) -> None:
     training = config["training"]
+    if training.get("stack_seeds") and training.get("fastpath"):
+        raise ConfigError("training.fastpath: not available with training.stack_seeds (stacked models run plain)")
     if ("checkpoint_steps" in training) == ("checkpoints" in training):
         raise ConfigError("training: give exactly one of checkpoint_steps and checkpoints")
     for key in ("steps", *(["checkpoints"] if "checkpoints" in training else [])):
@@ -310,6 +325,8 @@ def comparisons(config: Mapping[str, Any], family: str) -> list[tuple[Snapshot, 
         return _cross_domain(config)
     if family == "encoder_vs_classifier":
         return _encoder_vs_classifier(config)
+    if family == "retrained_latents":
+        return _retrained_latents(config)
     raise ConfigError(f"unknown similarity family {family!r}; known: {list(FAMILIES)}")
 
 
@@ -344,6 +361,32 @@ def _seed_pairs(config) -> list[tuple[int, int]]:
     if config["similarity"]["seed_pairing"] == "all":
         return list(itertools.product(seeds, seeds))
     return [(s, s) for s in seeds]
+
+
+def transfer_steps(config: Mapping[str, Any], target: str) -> int:
+    """Steps of the transfer runs onto `target` (`transfer.steps`, 0 = the target's training steps)."""
+    return config["transfer"]["steps"] or train_steps(config, target)
+
+
+def _retrained_latents(config) -> list[tuple[Snapshot, Snapshot]]:
+    """Fig. 5b: the source VAE with its latent layers retrained on the target (transfer variant
+    ``latents``, final) against the target-trained vanilla VAE (final), both on target data; seed
+    pairs over `transfer.seeds` as `similarity.seed_pairing` says."""
+    from vaetransfer.transfer import variants
+
+    if "transfer" not in config or "latents" not in variants(config):
+        return []
+    seeds = config["transfer"]["seeds"]
+    seed_pairs = itertools.product(seeds, seeds) if config["similarity"]["seed_pairing"] == "all" else zip(seeds, seeds)
+    seed_pairs = list(seed_pairs)
+    pairs = []
+    for pair in config["transfer"]["pairs"]:
+        src, tgt = pair["source"], pair["target"]
+        for s_tr, s_tgt in seed_pairs:
+            a = Snapshot(TransferRun(src, tgt, "latents", s_tr), transfer_steps(config, tgt), tgt)
+            b = Snapshot(Run(tgt, *VANILLA, s_tgt), train_steps(config, tgt), tgt)
+            pairs.append((a, b))
+    return pairs
 
 
 def _encoder_vs_classifier(config) -> list[tuple[Snapshot, Snapshot]]:

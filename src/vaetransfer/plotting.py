@@ -66,12 +66,15 @@ def select_learning_dynamics(
 
 
 def select_cross_domain(
-    table: pd.DataFrame, source: str, target: str, metric: str
+    table: pd.DataFrame, source: str, target: str, metric: str, family: str = "cross_domain"
 ) -> pd.DataFrame:
-    """Rows comparing the source-trained (x) and target-trained (y) VAE on target data (Fig. 5a)."""
+    """Rows comparing the source-trained (x) and target-trained (y) VAE on target data (Fig. 5a);
+    with ``family="retrained_latents"``, the source VAE whose latent layers were retrained on the
+    target (x) against the target-trained one (Fig. 5b)."""
+    source_column = "source_dataset_x" if family == "retrained_latents" else "dataset_x"
     sel = table[
-        (table["family"] == "cross_domain")
-        & (table["dataset_x"] == source)
+        (table["family"] == family)
+        & (table[source_column] == source)
         & (table["dataset_y"] == target)
         & (table["eval_dataset_x"] == target)
         & (table["eval_dataset_y"] == target)
@@ -79,7 +82,7 @@ def select_cross_domain(
     ]
     if sel.empty:
         raise EmptySelection(
-            f"no cross_domain rows for source={source!r}, target={target!r}, metric={metric!r}"
+            f"no {family} rows for source={source!r}, target={target!r}, metric={metric!r}"
         )
     return sel
 

@@ -24,6 +24,7 @@ from vaetransfer.similarity import Prepared, check_metrics, constant_flags, pair
 #: Identity of one side of a comparison; columns `<field>_x` and `<field>_y` of the table.
 IDENTITY_FIELDS = (
     "dataset", "architecture", "objective", "hparam_name", "hparam", "seed", "step", "eval_dataset",
+    "source_dataset", "retrained",
 )
 
 SCORE_COLUMNS = [
@@ -39,7 +40,8 @@ TABLE_COLUMNS = [
 
 def identity(meta: dict) -> dict:
     """The `IDENTITY_FIELDS` of an activation sidecar."""
-    model = {"architecture": "conv", **meta["model"]}  # dumps written before architectures existed
+    # Defaults for dumps written before architectures and transfer runs existed.
+    model = {"architecture": "conv", "source_dataset": meta["model"]["dataset"], "retrained": "", **meta["model"]}
     out = {f: model[f] for f in IDENTITY_FIELDS if f != "eval_dataset"}
     out["eval_dataset"] = meta["eval_dataset"]
     return out

@@ -72,6 +72,8 @@ def check_stackable(configs: Sequence[TrainConfig]) -> None:
     if not configs:
         raise ValueError("train_stacked needs at least one config")
     first = configs[0]
+    if first.fastpath:
+        raise ValueError("field 'fastpath'=True: stacked training runs the plain model (vmap); use fastpath=False")
     if not models_mod.is_vae(first.architecture):
         raise ValueError(f"field 'architecture'={first.architecture!r}: stacked training is for VAEs only")
     for i, cfg in enumerate(configs):

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vaetransfer import fastpath
 from vaetransfer.classify import classifier_columns, classifier_step
 from vaetransfer.io import atomic_path
 from vaetransfer.losslog import LossLog
@@ -243,7 +244,12 @@ def train(
     model.to(config.device).train()
     # Only what trains is in the (fresh) optimiser: frozen layers keep their weights exactly.
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
+    if config.fastpath:
+        options = fastpath.FastPath()
+        fastpath.accelerate(model, config.device, options)
+        optimizer = fastpath.make_adam(trainable, config.device, options, lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
+    else:
+        optimizer = torch.optim.Adam(trainable, lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
     batches = epoch_batches(indices, config.batch_size, np.random.default_rng(config.seed))
     columns, step_fn = _stepper(config, model, optimizer, noise_gen, labels)
     shown = logged_terms(config.objective) if is_vae(config.architecture) else columns

@@ -49,6 +49,8 @@ class TrainConfig:
     names, e.g. ``["mean", "log_var"]``) are re-initialised (Keras defaults, from the run's seed)
     and trained, every other layer is frozen, and the Adam optimiser is fresh, as the authors'
     ``bin/transfer`` does ("retraining" = re-initialise and train, not fine-tune).
+    ``fastpath``: the float32-exact speed-ups of :mod:`vaetransfer.fastpath` (NHWC convolutions,
+    sub-pixel last layer, fused Adam); results equal the plain run's up to float rounding.
     ``checkpoint_steps``: sorted, distinct steps in 1..steps, including ``steps``; a checkpoint
     at step s holds the model after s optimiser updates. ``validation_fraction`` records how
     the caller's train/validation split was made (the split itself is the caller's).
@@ -71,6 +73,7 @@ class TrainConfig:
     factors: dict[str, int] = field(default_factory=dict)
     init_checkpoint: str | None = None
     retrain_layers: list[str] | None = None
+    fastpath: bool = False
 
     def __post_init__(self) -> None:
         self._check_names()
@@ -181,6 +184,7 @@ def run_config(
         validation_fraction=run["validation_fraction"],
         device=device,
         objective_options=dict(run["objective_options"]),
+        fastpath=bool(run.get("fastpath", False)),
         architecture=architecture,
         factors=dict(factors or {}),
     )

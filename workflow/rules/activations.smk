@@ -30,3 +30,23 @@ rule dump_activations:
         device=config["training"]["device"],
     script:
         "../scripts/dump_activations.py"
+
+
+# The same for a transfer run (results/transfer/...): Fig. 5b's retrained-latents model.
+use rule dump_activations as dump_transfer_activations with:
+    input:
+        unpack(get_transfer_activation_inputs),
+    output:
+        arrays=activation_output(
+            "results/activations/transfer/{source}_to_{target}/{variant}/seed{seed}/step{step}/{eval_dataset}.npz"
+        ),
+        sidecar=activation_output(
+            "results/activations/transfer/{source}_to_{target}/{variant}/seed{seed}/step{step}/{eval_dataset}.json"
+        ),
+    log:
+        "results/logs/dump_activations/transfer/{source}_to_{target}/{variant}/seed{seed}/step{step}/{eval_dataset}.log",
+    priority: get_transfer_dump_priority
+    params:
+        checkpoint=get_transfer_checkpoint_file,
+        seed=config["similarity"]["activation_seed"],
+        device=config["training"]["device"],

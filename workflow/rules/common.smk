@@ -131,7 +131,7 @@ def get_train_params(wildcards):
     """
     training = config["training"]
     options = training.get("objective_options", {}).get(wildcards.objective, {})
-    keys = ("batch_size", "learning_rate", "latent_dim", "device", "resume_every")
+    keys = ("batch_size", "learning_rate", "latent_dim", "device", "resume_every", "fastpath")
     classifier = wildcards.architecture == "classifier"
     return {
         **{key: training[key] for key in keys},
@@ -255,7 +255,7 @@ def get_transfer_params(wildcards):
     run = get_train_params(
         Namespace(dataset=wildcards.target, architecture="conv", objective="beta_vae")
     )
-    steps = config["transfer"]["steps"] or run["steps"]
+    steps = plan.transfer_steps(config, wildcards.target)
     seed = int(wildcards.seed)
     return {
         **run,
@@ -294,7 +294,7 @@ def _vanilla_final(dataset, seed):
 def get_unfreezing_models(wildcards):
     """{"target": ..., "source": ..., <variant>: ...}: each model's final checkpoint file."""
     seed = int(wildcards.seed)
-    steps = config["transfer"]["steps"] or plan.train_steps(config, wildcards.target)
+    steps = plan.transfer_steps(config, wildcards.target)
     models = {
         "target": _vanilla_final(wildcards.target, seed),
         "source": _vanilla_final(wildcards.source, seed),
@@ -310,3 +310,31 @@ def get_report_downstream(wildcards):
     pairs = config.get("downstream", {}).get("pairs", [])
     wanted = {"source": wildcards.source, "target": wildcards.target}
     return ["results/tables/table1.parquet"] if wanted in pairs else []
+
+
+def _transfer_run(wildcards):
+    return plan.TransferRun(
+        wildcards.source, wildcards.target, wildcards.variant, int(wildcards.seed)
+    )
+
+
+def get_transfer_activation_inputs(wildcards):
+    return {
+        "checkpoints": _transfer_run(wildcards).checkpoint_dir,
+        "indices": f"results/data/{wildcards.eval_dataset}/eval_indices.npy",
+        **get_dataset_files(wildcards.eval_dataset),
+    }
+
+
+def get_transfer_checkpoint_file(wildcards):
+    snap = plan.Snapshot(
+        _transfer_run(wildcards), int(wildcards.step), wildcards.eval_dataset
+    )
+    return snap.checkpoint
+
+
+def get_transfer_dump_priority(wildcards):
+    snap = plan.Snapshot(
+        _transfer_run(wildcards), int(wildcards.step), wildcards.eval_dataset
+    )
+    return 10 + len(SHARD_ORDER) - SNAPSHOT_RANK.get(snap.activations, len(SHARD_ORDER))

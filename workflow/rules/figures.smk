@@ -35,3 +35,10 @@ rule fig5a:
         "results/figures/fig5a.png",
         "results/figures/fig5a.pdf",
     localrule: True
+
+
+rule fig5b:
+    input:
+        "results/figures/fig5b.png",
+        "results/figures/fig5b.pdf",
+    localrule: True

@@ -11,6 +11,12 @@ from vaetransfer.train import load_checkpoint
 from vaetransfer.trainconfig import objective_registry
 
 
+def _source_dataset(cfg: dict) -> str:
+    if not cfg.get("init_checkpoint"):
+        return cfg["dataset"]
+    return load_checkpoint(cfg["init_checkpoint"])[1]["config"]["dataset"]
+
+
 def main(checkpoint: str, images: str, indices: str, eval_dataset: str, seed: int, device: str,
          arrays: str) -> None:
     device = resolve_device(device)
@@ -33,6 +39,9 @@ def main(checkpoint: str, images: str, indices: str, eval_dataset: str, seed: in
         "hparam": float(cfg["hparam"]),
         "seed": int(cfg["seed"]),
         "step": int(ckpt["step"]),
+        # Transfer runs (vaetransfer.transfer): whose weights they started from, what was retrained.
+        "source_dataset": _source_dataset(cfg),
+        "retrained": ",".join(cfg.get("retrain_layers") or []),
     }
     save_activations(arrays, acts, {"model": identity, "eval_dataset": eval_dataset,
                                     "activation_seed": seed, "example_indices": idx.tolist()})
