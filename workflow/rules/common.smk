@@ -131,7 +131,14 @@ def get_train_params(wildcards):
     """
     training = config["training"]
     options = training.get("objective_options", {}).get(wildcards.objective, {})
-    keys = ("batch_size", "learning_rate", "latent_dim", "device", "resume_every", "fastpath")
+    keys = (
+        "batch_size",
+        "learning_rate",
+        "latent_dim",
+        "device",
+        "resume_every",
+        "fastpath",
+    )
     classifier = wildcards.architecture == "classifier"
     return {
         **{key: training[key] for key in keys},
