@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import warnings
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ import pandas as pd
 from vaetransfer.data.download import Resource
 from vaetransfer.data.procedural import DSPRITES_FACTORS, dsprites_meta
 from vaetransfer.data.store import write_dataset
+from vaetransfer.data.real._stream import read_exactly
 
 FILENAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 
@@ -61,17 +61,10 @@ def _fail(path: Path, message: str) -> ValueError:
 
 
 def _read_exact(stream, nbytes: int, path: Path) -> bytes:
-    parts, left = [], nbytes
-    while left:
-        try:
-            block = stream.read(left)
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as err:
-            raise _fail(path, f"corrupt 'imgs' member ({type(err).__name__}: {err})") from None
-        if not block:
-            raise _fail(path, f"'imgs' is truncated ({nbytes - left} of {nbytes} bytes in the last chunk)")
-        parts.append(block)
-        left -= len(block)
-    return b"".join(parts)
+    try:
+        return read_exactly(stream, nbytes, "'imgs' member")
+    except ValueError as err:
+        raise _fail(path, str(err)) from None
 
 
 def _check_metadata(data, path: Path) -> dict:

@@ -31,6 +31,7 @@ from PIL import Image
 
 from vaetransfer.data.download import Resource
 from vaetransfer.data.store import write_dataset
+from vaetransfer.data.real._stream import read_exactly
 
 BASE_URL = "https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/"
 SPLITS = {"training": "5x46789x9x18x6x2x96x96-training", "testing": "5x01235x9x18x6x2x96x96-testing"}
@@ -92,17 +93,10 @@ def _open(path: Path):
 
 
 def _read(stream, nbytes: int, path: Path, what: str) -> bytes:
-    parts, left = [], nbytes
-    while left:
-        try:
-            block = stream.read(left)
-        except (OSError, EOFError) as err:
-            raise _fail(path, f"cannot read the {what} ({type(err).__name__}: {err})") from None
-        if not block:
-            raise _fail(path, f"truncated: the {what} needs {nbytes} bytes, only {nbytes - left} left")
-        parts.append(block)
-        left -= len(block)
-    return b"".join(parts)
+    try:
+        return read_exactly(stream, nbytes, what)
+    except ValueError as err:
+        raise _fail(path, str(err)) from None
 
 
 def read_header(stream, path: Path) -> tuple[np.dtype, tuple[int, ...]]:
