@@ -32,7 +32,7 @@ wildcard_constraints:
     step=r"\d+",
     family=_alternatives(plan.FAMILIES),
     shard=r"\d+",
-    fig=r"fig[0-9]+[a-z]?",
+    block=_alternatives_or_none({b for found in BLOCKS.values() for b in found}),
     source=_alternatives(config["datasets"]),
     target=_alternatives(config["datasets"]),
     variant=VARIANT_PATTERN,

@@ -30,7 +30,7 @@ VANILLA = ("conv", "beta_vae", 1.0)
 #: The Appendix H classifier run of a dataset, as (architecture, objective, hparam).
 CLASSIFIER = ("classifier", "cross_entropy", 1.0)
 
-FAMILIES = ("learning_dynamics", "cross_domain", "encoder_vs_classifier", "retrained_latents")
+FAMILIES = ("learning_dynamics", "model_pairs", "cross_domain", "encoder_vs_classifier", "retrained_latents")
 #: Architectures `training.stack_seeds` trains several seeds of at once (vaetransfer.stacked).
 STACKABLE_ARCHITECTURES = ("conv", "fc")
 
@@ -219,6 +219,9 @@ def validate_plan(config: Mapping[str, Any]) -> None:
     _check_schedules(config)
     _check_transfer_pairs(config)
     _check_transfer_section(config)
+    from vaetransfer.panels import check_figures
+
+    check_figures(config)
 
 
 def _check_schedules(config: Mapping[str, Any]) -> None:
@@ -321,6 +324,8 @@ def comparisons(config: Mapping[str, Any], family: str) -> list[tuple[Snapshot, 
     a snapshot adjacent (so a shard prepares each snapshot once)."""
     if family == "learning_dynamics":
         return _learning_dynamics(config)
+    if family == "model_pairs":
+        return _model_pairs(config)
     if family == "cross_domain":
         return _cross_domain(config)
     if family == "encoder_vs_classifier":
@@ -338,6 +343,52 @@ def _learning_dynamics(config) -> list[tuple[Snapshot, Snapshot]]:
         snaps = [Snapshot(run, s, run.dataset) for s in checkpoint_steps(config, run.dataset)]
         pairs.extend(itertools.combinations_with_replacement(snaps, 2))
     return pairs
+
+
+def _model_pairs(config) -> list[tuple[Snapshot, Snapshot]]:
+    """Two trained configurations on the same dataset, final checkpoints, on that dataset's
+    evaluation sample (Figs. 3, 4, Appendices F, G): the ``models`` panels of the configured
+    figures (vaetransfer.panels), seed pairs as `similarity.seed_pairing` says."""
+    from vaetransfer.panels import model_pairs
+
+    pairs = []
+    for ds, x, y in model_pairs(config):
+        final = train_steps(config, ds)
+        for s_x, s_y in _seed_pairs(config):
+            pairs.append((Snapshot(Run(ds, x.architecture, x.objective, x.hparam, s_x), final, ds),
+                          Snapshot(Run(ds, y.architecture, y.objective, y.hparam, s_y), final, ds)))
+    return pairs
+
+
+def block_id(family: str, pair: tuple[Snapshot, Snapshot]) -> str:
+    """The block (one aggregated table, ``results/tables/similarity/<family>/<block>.parquet``) a
+    comparison belongs to: the unit a figure panel reads (vaetransfer.panels.Panel.block).
+
+    learning_dynamics: ``<dataset>/<architecture>/<objective>/<hparam>`` (one configuration, all
+    seeds); model_pairs: ``<dataset>/<x>_vs_<y>`` (``<arch>-<objective>-<hparam>`` each);
+    cross_domain and retrained_latents: ``<source>_to_<target>``; encoder_vs_classifier: the dataset.
+    """
+    a, b = pair
+    if family == "learning_dynamics":
+        return a.run.path.rsplit("/", 1)[0]
+    if family == "model_pairs":
+        slug = lambda r: f"{r.architecture}-{r.objective}-{format_hparam(r.hparam)}"  # noqa: E731
+        return f"{a.run.dataset}/{slug(a.run)}_vs_{slug(b.run)}"
+    if family == "cross_domain":
+        return f"{a.run.dataset}_to_{b.run.dataset}"
+    if family == "retrained_latents":
+        return f"{a.run.source}_to_{a.run.target}"
+    if family == "encoder_vs_classifier":
+        return a.run.dataset
+    raise ConfigError(f"unknown similarity family {family!r}; known: {list(FAMILIES)}")
+
+
+def blocks(config: Mapping[str, Any], family: str) -> dict[str, list[tuple[Snapshot, Snapshot]]]:
+    """{block id: its comparisons, in plan order} for one family, blocks in first-appearance order."""
+    out: dict[str, list[tuple[Snapshot, Snapshot]]] = {}
+    for pair in comparisons(config, family):
+        out.setdefault(block_id(family, pair), []).append(pair)
+    return out
 
 
 def _cross_domain(config) -> list[tuple[Snapshot, Snapshot]]:

@@ -15,12 +15,26 @@ from typing import Any, Mapping
 
 from vaetransfer import costmodel
 from vaetransfer.plan import (
-    ConfigError, Snapshot, comparisons, dataset_channels, families, unique_snapshots,
+    ConfigError, Snapshot, blocks, dataset_channels, families, unique_snapshots,
 )
 
+Pairs = list[tuple[Snapshot, Snapshot]]
 
-def shards(config: Mapping[str, Any], family: str) -> list[list[tuple[Snapshot, Snapshot]]]:
-    """The comparisons of `family` in cost-balanced shards (greedy LPT bin packing).
+
+def shards(config: Mapping[str, Any], family: str, block: str | None = None) -> list[Pairs]:
+    """The shards of one block of `family` (:func:`vaetransfer.plan.blocks`), or, without `block`,
+    of every block in turn. A shard never spans two blocks, so each block's table (what a figure
+    reads) needs only its own shards."""
+    found = blocks(config, family)
+    if block is not None:
+        if block not in found:
+            raise ConfigError(f"family {family!r} has no block {block!r}")
+        return pack(config, family, found[block])
+    return [s for pairs in found.values() for s in pack(config, family, pairs)]
+
+
+def pack(config: Mapping[str, Any], family: str, pairs: Pairs) -> list[Pairs]:
+    """Comparisons `pairs` (of `family`) in cost-balanced shards (greedy LPT bin packing).
 
     1. Comparisons are grouped so that pairs sharing snapshots stay together (learning dynamics:
        one run; cross-domain: one source snapshot against its target partners), and a group is cut,
@@ -37,7 +51,7 @@ def shards(config: Mapping[str, Any], family: str) -> list[list[tuple[Snapshot, 
     sim = config["similarity"]
     cap, budget = sim["pairs_per_shard"], 60.0 * sim["shard_minutes"]
     items: list[list[tuple[Snapshot, Snapshot]]] = []
-    for group in _groups(config, family):
+    for group in _groups(family, pairs):
         item: list[tuple[Snapshot, Snapshot]] = []
         for pair in group:
             if item and (len(item) >= cap or estimate_seconds(config, [*item, pair]) > budget):
@@ -66,11 +80,11 @@ def shards(config: Mapping[str, Any], family: str) -> list[list[tuple[Snapshot, 
     return [[pair for i in m for pair in items[i]] for m in bins]
 
 
-def _groups(config: Mapping[str, Any], family: str) -> list[list[tuple[Snapshot, Snapshot]]]:
+def _groups(family: str, pairs: Pairs) -> list[Pairs]:
     """Consecutive comparisons that share a first snapshot's run (learning dynamics) or the first
-    snapshot itself (cross-domain): the units that the sharding keeps together when it can."""
+    snapshot itself (other families): the units that the sharding keeps together when it can."""
     key = (lambda pair: pair[0].run) if family == "learning_dynamics" else (lambda pair: pair[0])
-    return [list(g) for _, g in itertools.groupby(comparisons(config, family), key=key)]
+    return [list(g) for _, g in itertools.groupby(pairs, key=key)]
 
 
 def snapshot_widths(config: Mapping[str, Any], snapshot: Snapshot) -> tuple[int, ...]:
@@ -120,21 +134,39 @@ def shard_resources(config: Mapping[str, Any], pairs: list[tuple[Snapshot, Snaps
     }
 
 
-def shard_count(config: Mapping[str, Any], family: str) -> int:
-    return len(shards(config, family))
+def shard_count(config: Mapping[str, Any], family: str, block: str | None = None) -> int:
+    return len(shards(config, family, block))
 
 
-def shard(config: Mapping[str, Any], family: str, index: int) -> list[tuple[Snapshot, Snapshot]]:
-    """Comparisons of shard `index` (0-based) of `family`."""
-    blocks = shards(config, family)
-    if not 0 <= index < len(blocks):
-        raise ConfigError(f"shard {index} of family {family!r} does not exist")
-    return blocks[index]
+def shard(config: Mapping[str, Any], family: str, index: int, block: str | None = None) -> Pairs:
+    """Comparisons of shard `index` (0-based) of a block of `family` (of the whole family, blocks
+    in turn, without `block`)."""
+    found = shards(config, family, block)
+    if not 0 <= index < len(found):
+        where = f"block {block!r} of family {family!r}" if block else f"family {family!r}"
+        raise ConfigError(f"shard {index} of {where} does not exist")
+    return found[index]
 
 
-def shard_paths(config: Mapping[str, Any]) -> list[str]:
+def shard_path(family: str, block: str, index: int) -> str:
+    return f"results/similarity/{family}/{block}/shard{index}.parquet"
+
+
+def table_path(family: str, block: str) -> str:
+    """The aggregated table of one block: what a figure panel reads."""
+    return f"results/tables/similarity/{family}/{block}.parquet"
+
+
+def shard_paths(config: Mapping[str, Any], family: str | None = None, block: str | None = None) -> list[str]:
+    """Shard outputs of one block, of one family, or of the whole plan."""
     return [
-        f"results/similarity/{family}/shard{i}.parquet"
-        for family in families(config)
-        for i in range(shard_count(config, family))
+        shard_path(fam, blk, i)
+        for fam in ([family] if family else families(config))
+        for blk in ([block] if block else blocks(config, fam))
+        for i in range(shard_count(config, fam, blk))
     ]
+
+
+def table_paths(config: Mapping[str, Any]) -> list[str]:
+    """Every block's aggregated table."""
+    return [table_path(fam, blk) for fam in families(config) for blk in blocks(config, fam)]

@@ -6,7 +6,7 @@ from argparse import Namespace
 
 from snakemake.utils import validate
 
-from vaetransfer import plan, sharding
+from vaetransfer import panels, plan, sharding
 from vaetransfer.transfer import VARIANT_PATTERN
 
 # Schema first (unknown keys, bad types and values), then cross-key checks; both stop the run
@@ -21,17 +21,21 @@ RUNS = plan.runs(config)
 SEEDS = config["training"]["seeds"]
 TRANSFER_RUNS = plan.transfer_runs(config)
 DOWNSTREAM_JOBS = plan.downstream_jobs(config)
-# Every family's shards, computed once: the input functions of all score_shard jobs index into it.
-SHARDS = {family: sharding.shards(config, family) for family in plan.families(config)}
+# Every block's shards, computed once: the input functions of all score_shard jobs index into it.
+# A block (plan.block_id) is the unit one aggregated table holds and a figure panel reads.
+BLOCKS = {family: plan.blocks(config, family) for family in plan.families(config)}
+SHARDS = {
+    (family, block): sharding.pack(config, family, pairs)
+    for family, found in BLOCKS.items()
+    for block, pairs in found.items()
+}
 # Shards in plan order. Activation dumps are given priorities in this order and shards a higher
 # one, so each shard is scored (and its temp() dumps removed) soon after its dumps are written:
 # this is what bounds peak disk (README, "Disk").
-SHARD_ORDER = [
-    (family, i) for family, blocks in SHARDS.items() for i in range(len(blocks))
-]
+SHARD_ORDER = [key + (i,) for key, found in SHARDS.items() for i in range(len(found))]
 SNAPSHOT_RANK = {}
-for _rank, (_family, _i) in enumerate(SHARD_ORDER):
-    for _snap in plan.unique_snapshots(SHARDS[_family][_i]):
+for _rank, (_family, _block, _i) in enumerate(SHARD_ORDER):
+    for _snap in plan.unique_snapshots(SHARDS[_family, _block][_i]):
         SNAPSHOT_RANK.setdefault(_snap.activations, _rank)
 SCORE_PRIORITY = len(SHARD_ORDER) + 20
 
@@ -85,19 +89,13 @@ def get_prepare_inputs(wildcards):
 
 
 def get_all_targets():
-    """Default targets of `snakemake`: the aggregated table and every configured figure."""
-    figures = [
-        f"results/figures/{name}.{ext}"
-        for name in config["figures"]
-        for ext in ("png", "pdf")
-    ]
+    """Default targets of `snakemake`: the aggregated table, the transfer outputs, every figure
+    and table of the paper that the config allows, and the findings."""
     return [
         "results/tables/similarity.parquet",
         *get_transfer_targets(),
-        *(["results/tables/table1.parquet"] if DOWNSTREAM_JOBS else []),
-        *figures,
-        "results/figures/fig1.png",
-        "results/figures/fig1.pdf",
+        *(f for name in configured_figures() for f in figure_files(name)),
+        "results/tables/findings.parquet",
     ]
 
 
@@ -181,18 +179,26 @@ def get_shard_resources(wildcards, attempt):
     """Memory (MB), time (min) and scratch disk (MB) of a shard from the cost model, growing with
     each retry: the engine keeps `similarity.memory_mb` of prepared data, spills the rest.
     """
-    first = _first_attempt_resources(wildcards.family, int(wildcards.shard))
+    first = _first_attempt_resources(
+        wildcards.family, wildcards.block, int(wildcards.shard)
+    )
     return {key: value * attempt for key, value in first.items()}
 
 
 @functools.cache
-def _first_attempt_resources(family, index):
+def _first_attempt_resources(family, block, index):
     # Once per shard: mem_mb, runtime and disk_mb each ask for it.
-    return sharding.shard_resources(config, SHARDS[family][index])
+    return sharding.shard_resources(config, SHARDS[family, block][index])
 
 
 def _shard(wildcards):
-    return SHARDS[wildcards.family][int(wildcards.shard)]
+    return SHARDS[wildcards.family, wildcards.block][int(wildcards.shard)]
+
+
+def get_block_shards(wildcards):
+    """The shards of one block, which its aggregated table concatenates."""
+    n = len(SHARDS[wildcards.family, wildcards.block])
+    return [sharding.shard_path(wildcards.family, wildcards.block, i) for i in range(n)]
 
 
 def get_shard_activations(wildcards):
@@ -214,6 +220,161 @@ def get_shard_pairs(wildcards):
 
 def get_figure_params(name):
     return config["figures"][name]
+
+
+HEATMAP_FIGURES = panels.heatmap_figures(config)
+
+
+def get_figure_tables(wildcards):
+    """The block tables a heatmap figure's panels read (and nothing else: `snakemake fig4 -n`
+    schedules only what Figure 4 needs)."""
+    return sorted({p.table for p in HEATMAP_FIGURES[wildcards.fig]})
+
+
+def _transfer_seed():
+    return (config.get("transfer") or {}).get("seeds", SEEDS)[0]
+
+
+def _pair_figure_sources():
+    """{file name: (png, pdf) it copies} of the configured Fig. 6 / Appendix B / Figs. 7, 8."""
+    out = {}
+    for name in panels.PAIR_FIGURES:
+        if name not in config["figures"]:
+            continue
+        source, target, seed = panels.pair_figure(config, name)
+        if name in ("fig7", "fig8"):
+            stem = f"results/figures/reconstructions/{source}_to_{target}"
+            out[name] = (f"{stem}.png", f"{stem}.pdf")
+            continue
+        folder = f"results/figures/unfreezing/{source}_to_{target}/seed{seed}"
+        order = "inner" if name == "fig6" else "outer"
+        present = config["transfer"]["unfreezing"]["latents"]
+        for panel, latents in (("a", "frozen"), ("b", "retrained")):
+            if latents in present:
+                label = f"fig6{panel}" if name == "fig6" else f"appB_{panel}"
+                grid = f"{folder}/{order}_{latents}"
+                out[label] = (f"{grid}.png", f"{grid}.pdf")
+    return out
+
+
+PAIR_FIGURE_FILES = _pair_figure_sources()
+
+
+def get_pair_figure_files(wildcards):
+    return PAIR_FIGURE_FILES[wildcards.pfig]
+
+
+def get_pair_figure_source(wildcards):
+    """What holds a pair figure's drawing - the reconstructions' PNG and PDF, or the
+    unfreezing grids' directory."""
+    png, pdf = PAIR_FIGURE_FILES[wildcards.pfig]
+    if png.startswith("results/figures/unfreezing/"):
+        return [png.rsplit("/", 1)[0]]
+    return [png, pdf]
+
+
+def _figure_name(wildcards):
+    return getattr(wildcards, "fig", None) or getattr(wildcards, "pfig", None) or "appJ"
+
+
+def get_report_section(wildcards):
+    from vaetransfer.captions import section
+
+    return section(_figure_name(wildcards))
+
+
+def get_caption(wildcards):
+    """The figure's caption (reST), in the paper's terms, with this config's panels."""
+    from vaetransfer.captions import caption
+
+    name = _figure_name(wildcards)
+    figure = name[:4] if name.startswith(("fig6", "appB")) else name
+    return caption(name, config["figures"].get(figure, {}))
+
+
+def _loss_runs(dataset):
+    return [r for r in RUNS if r.dataset == dataset]
+
+
+def get_dataset_losses(wildcards):
+    return [
+        f"results/models/{r.path}/losses.parquet" for r in _loss_runs(wildcards.dataset)
+    ]
+
+
+def get_dataset_loss_runs(wildcards):
+    """Identity of each run's loss log (aggregation never parses paths)."""
+    return [
+        {
+            "dataset": r.dataset,
+            "architecture": r.architecture,
+            "objective": r.objective,
+            "hparam": r.hparam,
+            "seed": r.seed,
+            "losses": f"results/models/{r.path}/losses.parquet",
+        }
+        for r in _loss_runs(wildcards.dataset)
+    ]
+
+
+def get_loss_tables(wildcards):
+    spec = config["figures"].get("appJ", {})
+    datasets = spec.get("datasets") or sorted({r.dataset for r in RUNS})
+    return [f"results/tables/losses/{ds}.parquet" for ds in datasets]
+
+
+def configured_figures():
+    """Every figure/table name that this config can build: fig1 and appJ always, the heatmap and
+    pair figures configured under `figures`, table1 and appA with a `downstream` section.
+    """
+    names = ["fig1", *config["figures"], "appJ"]
+    if DOWNSTREAM_JOBS:
+        names += ["table1", "appA"]
+    return list(dict.fromkeys(names))
+
+
+def figure_files(name):
+    """The files of one named figure or table (the inputs of its target rule)."""
+    pair = lambda stem: [f"results/figures/{stem}.png", f"results/figures/{stem}.pdf"]
+    if name in ("fig1", "appJ"):
+        return pair(name)
+    if name in ("table1", "appA"):
+        if not DOWNSTREAM_JOBS:
+            raise WorkflowError(f"{name} needs a `downstream` section in the config")
+        stem = "table1" if name == "table1" else "downstream_per_label"
+        return [f"results/tables/{stem}.{ext}" for ext in ("parquet", "md", "html")]
+    if name not in config["figures"]:
+        raise WorkflowError(
+            f"{name} is not configured: add figures.{name} to the config (config/README.md)"
+        )
+    if name in HEATMAP_FIGURES:
+        return pair(name)
+    if name in ("fig6", "appB"):
+        prefix = "fig6" if name == "fig6" else "appB_"
+        return [
+            f
+            for label in PAIR_FIGURE_FILES
+            if label.startswith(prefix)
+            for f in pair(label)
+        ]
+    return pair(name)
+
+
+def get_findings_inputs(wildcards):
+    """What the claims are checked on: the tables of the configured Figs. 2-5 panels, the Fig. 6
+    pair's unfreezing losses and Table 1 (whichever are configured)."""
+    claims = ("fig2", "fig3", "fig4", "fig5a", "fig5b")
+    similarity = sorted(
+        {p.table for name in claims for p in HEATMAP_FIGURES.get(name, [])}
+    )
+    unfreezing = []
+    if "fig6" in config["figures"]:
+        source, target, seed = panels.pair_figure(config, "fig6")
+        unfreezing = [
+            f"results/tables/unfreezing/{source}_to_{target}/seed{seed}.parquet"
+        ]
+    table1 = ["results/tables/table1.parquet"] if DOWNSTREAM_JOBS else []
+    return {"similarity": similarity, "unfreezing": unfreezing, "table1": table1}
 
 
 # ----------------------------------------------------------------------------- transfer

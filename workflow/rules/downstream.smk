@@ -63,10 +63,24 @@ rule downstream_tables:
         table1="results/tables/table1.parquet",
         per_label_md="results/tables/downstream_per_label.md",
         table1_md="results/tables/table1.md",
+        table1_html=report(
+            "results/tables/table1.html",
+            caption="../report/figure.rst",
+            category=lambda wildcards: get_report_section(Namespace(fig="table1")),
+        ),
+        per_label_html=report(
+            "results/tables/downstream_per_label.html",
+            caption="../report/appA.rst",
+            category=lambda wildcards: get_report_section(Namespace(fig="appA")),
+        ),
     log:
         "results/logs/downstream_tables.log",
     localrule: True
     conda:
         "../../envs/vaetransfer.yaml"
+    params:
+        # One caption file for both tables: it shows the text of the table it is attached to.
+        caption=lambda wildcards: get_caption(Namespace(fig="table1")),
+        caption_appA=lambda wildcards: get_caption(Namespace(fig="appA")),
     script:
         "../scripts/downstream_tables.py"

@@ -5,9 +5,9 @@ rule score_shard:
     input:
         get_shard_activations,
     output:
-        "results/similarity/{family}/shard{shard}.parquet",
+        "results/similarity/{family}/{block}/shard{shard}.parquet",
     log:
-        "results/logs/score_shard/{family}/shard{shard}.log",
+        "results/logs/score_shard/{family}/{block}/shard{shard}.log",
     priority: SCORE_PRIORITY
     conda:
         "../../envs/vaetransfer.yaml"
@@ -31,9 +31,26 @@ rule score_shard:
         "../scripts/score_shard.py"
 
 
+# One table per block (plan.block_id): what a figure panel reads, so a figure needs only the
+# shards of its own blocks.
+rule aggregate_block:
+    input:
+        get_block_shards,
+    output:
+        "results/tables/similarity/{family}/{block}.parquet",
+    log:
+        "results/logs/aggregate_block/{family}/{block}.log",
+    localrule: True
+    conda:
+        "../../envs/vaetransfer.yaml"
+    script:
+        "../scripts/aggregate_similarity.py"
+
+
+# Every block in one table (the transfer reports and users' own analyses read it).
 rule aggregate_similarity:
     input:
-        sharding.shard_paths(config),
+        sharding.table_paths(config),
     output:
         "results/tables/similarity.parquet",
     log:

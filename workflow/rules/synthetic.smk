@@ -11,7 +11,7 @@ rule figure1_synthetic:
         png=report(
             "results/figures/fig1.png",
             caption="../report/fig1.rst",
-            category="Similarity metrics",
+            category=lambda wildcards: get_report_section(Namespace(fig="fig1")),
         ),
         pdf="results/figures/fig1.pdf",
     log:
@@ -21,10 +21,3 @@ rule figure1_synthetic:
         "../../envs/vaetransfer.yaml"
     script:
         "../scripts/figure1.py"
-
-
-rule fig1:
-    input:
-        "results/figures/fig1.png",
-        "results/figures/fig1.pdf",
-    localrule: True

@@ -54,7 +54,7 @@ rule reconstructions:
     input:
         unpack(lambda wildcards: get_dataset_files(wildcards.target)),
         source_model=lambda wildcards: plan.checkpoint_dir(
-            plan.Run(wildcards.source, *plan.VANILLA, config["transfer"]["seeds"][0])
+            plan.Run(wildcards.source, *plan.VANILLA, _transfer_seed())
         ),
     output:
         png="results/figures/reconstructions/{source}_to_{target}.png",
@@ -65,9 +65,7 @@ rule reconstructions:
     conda:
         "../../envs/vaetransfer.yaml"
     params:
-        checkpoint=lambda wildcards: _vanilla_final(
-            wildcards.source, config["transfer"]["seeds"][0]
-        ),
+        checkpoint=lambda wildcards: _vanilla_final(wildcards.source, _transfer_seed()),
         validation_fraction=config["training"]["validation_fraction"],
     script:
         "../scripts/reconstructions.py"
@@ -88,7 +86,7 @@ rule transfer_report:
     output:
         html=report(
             "results/reports/{source}_to_{target}.html",
-            category="Transferability reports",
+            category="5. Transferability reports (which parts to retrain)",
         ),
         summary="results/reports/{source}_to_{target}.json",
     log:
