@@ -103,7 +103,24 @@ def test_shards_partition_the_comparisons(tiny):
         assert all(len(sharding.shard(tiny, family, i)) <= tiny["similarity"]["pairs_per_shard"] for i in range(n))
         with pytest.raises(plan.ConfigError):
             sharding.shard(tiny, family, n)
-    assert len(sharding.shard_paths(tiny)) == sharding.shard_count(tiny, "learning_dynamics") + 1
+    assert len(sharding.shard_paths(tiny)) == sum(sharding.shard_count(tiny, f) for f in plan.families(tiny))
+
+
+def test_blocks_partition_each_family_and_shards_never_span_two(tiny):
+    """A block is one aggregated table (what a figure reads): every comparison is in exactly one,
+    and a shard never mixes blocks, so a figure needs only its own blocks' shards."""
+    for family in plan.families(tiny):
+        found = plan.blocks(tiny, family)
+        assert sorted(p for pairs in found.values() for p in pairs) == sorted(plan.comparisons(tiny, family))
+        for block, pairs in found.items():
+            assert {plan.block_id(family, p) for p in pairs} == {block}
+            shards = sharding.shards(tiny, family, block)
+            assert sorted(p for s in shards for p in s) == sorted(pairs)
+    ld = plan.blocks(tiny, "learning_dynamics")
+    assert list(ld) == ["dsprites/conv/beta_vae/1", "dsprites/conv/beta_vae/4", "symsol/conv/beta_vae/1"]
+    assert list(plan.blocks(tiny, "cross_domain")) == ["dsprites_to_symsol"]
+    assert sharding.shard_paths(tiny, "cross_domain") == ["results/similarity/cross_domain/dsprites_to_symsol/shard0.parquet"]
+    assert sharding.table_paths(tiny)[-1] == "results/tables/similarity/cross_domain/dsprites_to_symsol.parquet"
 
 
 def test_paths_follow_one_grammar():

@@ -35,7 +35,7 @@ CPU_RULES = {"prepare_dataset", "score_shard", "aggregate_similarity"}
 # One cross-domain shard: data, training, activation dumps and scoring, 11 SLURM jobs instead of the
 # whole tiny sweep's 28 (the CI machine has 2 cores and the one fake GPU runs one job at a time).
 SHARD = ("cross_domain", 0)
-TARGETS = [f"results/similarity/{SHARD[0]}/shard{SHARD[1]}.parquet"]
+TARGETS = [f"results/similarity/{SHARD[0]}/dsprites_to_symsol/shard{SHARD[1]}.parquet"]
 RUN_TIMEOUT = 900
 
 
@@ -204,7 +204,7 @@ def test_failed_job_reports_slurm_state_and_log_and_rerun_resumes(slurm_run, clu
         log = re.search(rf"(\S*/\.snakemake/slurm_logs/rule_score_shard/\S*/{record['JobId']}\.log)", out)
         assert log, f"no SLURM log path for job {record['JobId']} in:\n{out[-4000:]}"
         assert "Error in rule score_shard" in open(log.group(1)).read()
-    assert "results/logs/score_shard/cross_domain/shard0.log" in out
+    assert "results/logs/score_shard/cross_domain/dsprites_to_symsol/shard0.log" in out
 
     # Repair the input (same bytes, same time stamp) and re-run: only the failed job runs again.
     snapshot.write_bytes(original)

@@ -153,7 +153,7 @@ def test_keep_activations_keeps_self_describing_dumps(tiny_run):
     config = yaml.safe_load((tiny_run / "tests_configs/tiny.yaml").read_text())
     config["similarity"]["keep_activations"] = True  # (--config cannot set a nested boolean)
     (tiny_run / "keep.yaml").write_text(yaml.safe_dump(config))
-    shard = "results/similarity/cross_domain/shard0.parquet"
+    shard = "results/similarity/cross_domain/dsprites_to_symsol/shard0.parquet"
     run_snakemake("--configfile=keep.yaml", "--cores", "2", "--forcerun", "score_shard", shard, cwd=tiny_run)
     sidecar = json.loads((tiny_run / "results/activations/dsprites/conv/beta_vae/1/seed0/step20/symsol.json").read_text())
     assert (tiny_run / "results/activations/dsprites/conv/beta_vae/1/seed0/step20/symsol.npz").exists()

@@ -361,20 +361,30 @@ def figure_files(name):
 
 
 def get_findings_inputs(wildcards):
-    """What the claims are checked on: the tables of the configured Figs. 2-5 panels, the Fig. 6
-    pair's unfreezing losses and Table 1 (whichever are configured)."""
-    claims = ("fig2", "fig3", "fig4", "fig5a", "fig5b")
-    similarity = sorted(
-        {p.table for name in claims for p in HEATMAP_FIGURES.get(name, [])}
-    )
-    unfreezing = []
-    if "fig6" in config["figures"]:
-        source, target, seed = panels.pair_figure(config, "fig6")
-        unfreezing = [
-            f"results/tables/unfreezing/{source}_to_{target}/seed{seed}.parquet"
-        ]
-    table1 = ["results/tables/table1.parquet"] if DOWNSTREAM_JOBS else []
-    return {"similarity": similarity, "unfreezing": unfreezing, "table1": table1}
+    """What the claims are checked on (vaetransfer.findings): the tables of the configured
+    Figs. 2-5 and Appendix G/I panels, the cross-domain table of each Fig. 5b pair (the "before"
+    of retraining the latents, when scored), the Fig. 6 / Appendix B pairs' unfreezing losses
+    and Table 1 (whichever are configured)."""
+    claims = ("fig2", "fig3", "fig4", "fig5a", "fig5b", "appG", "appI")
+    shown = [p for name in claims for p in HEATMAP_FIGURES.get(name, [])]
+    scored = set(BLOCKS.get("cross_domain", {}))
+    before = [
+        sharding.table_path("cross_domain", p.block)
+        for p in shown
+        if p.kind == "retrained_latents" and p.block in scored
+    ]
+    unfreezing = set()
+    for name in ("fig6", "appB"):
+        if name in config["figures"]:
+            source, target, seed = panels.pair_figure(config, name)
+            unfreezing.add(
+                f"results/tables/unfreezing/{source}_to_{target}/seed{seed}.parquet"
+            )
+    return {
+        "similarity": sorted({p.table for p in shown} | set(before)),
+        "unfreezing": sorted(unfreezing),
+        "table1": ["results/tables/table1.parquet"] if DOWNSTREAM_JOBS else [],
+    }
 
 
 # ----------------------------------------------------------------------------- transfer
