@@ -225,3 +225,33 @@ def test_constant_nan_reproduces_the_authors_code(files):
     assert note and "log_var (A)" in proc.stdout and "NaN" in proc.stdout
     assert table.loc["log_var"].isna().all() and not table.drop(index="log_var").isna().any().any()
     np.testing.assert_array_equal(table.to_numpy(), expected(a, b, "cka", constant="nan"))
+
+
+def test_gallery_scales_every_listed_figure_and_names_missing_ones(tmp_path, capsys):
+    """`vaetransfer gallery` writes one small PNG per gallery figure; a missing figure is a usage
+    error naming it, and nothing is written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from vaetransfer.cli import main
+    from vaetransfer.gallery import GALLERY
+
+    figures = tmp_path / "results/figures"
+    figures.mkdir(parents=True)
+    out = tmp_path / "gallery"
+    for name, _ in GALLERY[:-1]:
+        fig, ax = plt.subplots(figsize=(8, 6))
+        ax.imshow(np.random.default_rng(0).random((20, 20)))
+        fig.savefig(figures / f"{name}.png", dpi=150)
+        plt.close(fig)
+    assert main(["gallery", "--results", str(tmp_path / "results"), "--out", str(out)]) == 2
+    assert f"{GALLERY[-1][0]}.png" in capsys.readouterr().err and not out.exists()
+    (figures / f"{GALLERY[-1][0]}.png").write_bytes((figures / f"{GALLERY[0][0]}.png").read_bytes())
+    assert main(["gallery", "--results", str(tmp_path / "results"), "--out", str(out), "--width", "300"]) == 0
+    for name, _ in GALLERY:
+        with Image.open(out / f"{name}.png") as image:
+            assert image.size == (300, 225)
+        assert (out / f"{name}.png").stat().st_size < (figures / f"{name}.png").stat().st_size

@@ -76,7 +76,29 @@ def build_parser() -> argparse.ArgumentParser:
     footprint.add_argument("--jobs", type=int, default=100,
                            help="jobs running at once (snakemake --jobs / --cores; default 100)")
     footprint.set_defaults(handler=footprint_command)
+
+    gallery = commands.add_parser(
+        "gallery",
+        help="rewrite the README gallery from a finished run's figures",
+        description="Scale the embedded default's main figures (results/figures/*.png) down into "
+        "workflow/report/gallery/, the small PNGs the README shows.",
+    )
+    gallery.add_argument("--results", type=Path, default=Path("results"), help="results folder")
+    gallery.add_argument("--out", type=Path, default=Path("workflow/report/gallery"), help="gallery folder")
+    gallery.add_argument("--width", type=int, default=420, help="width of each image in pixels")
+    gallery.set_defaults(handler=gallery_command)
     return parser
+
+
+def gallery_command(args: argparse.Namespace) -> int:
+    from vaetransfer.gallery import build
+
+    try:
+        for path in build(args.results, args.out, args.width):
+            print(f"{path} ({path.stat().st_size // 1024} KiB)")
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    return 0
 
 
 def footprint_command(args: argparse.Namespace) -> int:
