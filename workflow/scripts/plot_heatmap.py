@@ -1,4 +1,5 @@
-"""Draw one named figure (vaetransfer.figures.FIGURES) from the similarity table, as PNG and PDF."""
+"""Draw one named heatmap figure (vaetransfer.figures.FIGURES) from the aggregated block tables its
+panels read (vaetransfer.panels.Panel.table), as PNG and PDF."""
 
 import pandas as pd
 
@@ -7,12 +8,13 @@ from vaetransfer.plotting import save_figure
 from vaetransfer.runtime import log_to
 
 
-def main(table: str, figure: str, spec: dict, png: str, pdf: str) -> None:
-    fig = FIGURES[figure](pd.read_parquet(table), spec)
-    save_figure(fig, png, pdf)
+def main(tables: list[str], figure: str, spec: dict, png: str, pdf: str) -> None:
+    # Two panels may read the same block: read each table once, so no row is counted twice.
+    table = pd.concat([pd.read_parquet(t) for t in dict.fromkeys(map(str, tables))], ignore_index=True)
+    save_figure(FIGURES[figure](table, spec), png, pdf)
 
 
 if "snakemake" in globals():
     with log_to(snakemake.log[0]):
-        main(snakemake.input[0], snakemake.params.figure, dict(snakemake.params.spec),
+        main(list(snakemake.input), snakemake.params.figure, dict(snakemake.params.spec),
              snakemake.output.png, snakemake.output.pdf)
