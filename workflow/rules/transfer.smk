@@ -79,7 +79,8 @@ rule transfer:
 
 rule transfer_report:
     input:
-        table="results/tables/similarity.parquet",
+        # The pair's cross-domain block only: a report does not wait for the whole sweep.
+        table="results/tables/similarity/cross_domain/{source}_to_{target}.parquet",
         grid="results/figures/reconstructions/{source}_to_{target}.png",
         unfreezing=lambda wildcards: f"results/tables/unfreezing/{wildcards.source}_to_{wildcards.target}/seed{config['transfer']['seeds'][0]}.parquet",
         downstream=get_report_downstream,
