@@ -143,5 +143,6 @@ def test_report_renders_every_figure_grouped_by_section_in_a_real_browser(embedd
                  "appB_a", "appB_b", "appF", "appG", "appH", "appI", "appJ"):
         assert f"{stem}.png" in shown
     assert {"table1.html", "downstream_per_label.html", "findings.html"} <= shown
-    assert check.failed() == [], check.failed()
+    assert check.problems() == [], check.summary()
+    assert check.not_loading == [] and check.missing_captions == []
     assert check.broken_links == [] and check.console_errors == []

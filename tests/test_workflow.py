@@ -98,8 +98,9 @@ def test_quick_profile_plans_the_embedded_default(tmp_path):
     shutil.copytree(REPO / "config", tmp_path / "config")
     proc = run_snakemake("--profile", str(REPO / "profiles/local"), "-n", "--quiet", "rules", cwd=tmp_path)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
-    # 2 conv VAEs, 1 FC VAE and 1 classifier, 2 seeds each.
-    assert counts["prepare_dataset"] == "2" and counts["train_vae"] == "8"
+    # 4 conv VAE configurations (vanilla on both datasets, beta = 200 and DIP-VAE-II on dSprites for
+    # Figs. 3, 4), 1 FC VAE and 1 classifier, 2 seeds each.
+    assert counts["prepare_dataset"] == "2" and counts["train_vae"] == "12"
 
 
 @pytest.mark.parametrize(

@@ -87,6 +87,7 @@ rule transfer_report:
     output:
         html=report(
             "results/reports/{source}_to_{target}.html",
+            caption="../report/transfer_report.rst",
             category="5. Transferability reports (which parts to retrain)",
         ),
         summary="results/reports/{source}_to_{target}.json",
