@@ -315,6 +315,12 @@ def test_script_main_writes_three_files(tmp_path):
     assert "✔" in out["markdown"].read_text() and "<table" in out["html"].read_text()
     empty = load_script().main([], [], None, CONFIG, str(out["parquet"]), str(out["markdown"]), str(out["html"]))
     assert empty["supported"].isna().all()
+    # findings.thresholds in the config: an impossible bar for Fig. 4 turns its claim down.
+    strict = {**CONFIG, "findings": {"thresholds": {"encoder_similar": 1.01}}}
+    frame = load_script().main([str(p) for p in paths], [str(unf)], str(t1), strict, str(out["parquet"]),
+                               str(out["markdown"]), str(out["html"]))
+    fig4 = frame[frame["claim"] == "encoders_similar_across_objectives"]
+    assert not fig4["supported"].any() and (fig4["threshold"] == 1.01).all()
 
 
 def test_a_panel_repeated_in_another_figure_is_checked_once():

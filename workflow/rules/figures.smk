@@ -112,6 +112,10 @@ rule findings:
     localrule: True
     conda:
         "../../envs/vaetransfer.yaml"
+    params:
+        # Declared so that editing the panels or the thresholds re-checks the claims.
+        figures=config["figures"],
+        thresholds=config.get("findings", {}).get("thresholds", {}),
     script:
         "../scripts/findings.py"
 

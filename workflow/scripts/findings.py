@@ -3,7 +3,7 @@ pair), plus the same table as Markdown and as a small HTML page for Snakemake's 
 
 import pandas as pd
 
-from vaetransfer.findings import evaluate, to_html, to_markdown
+from vaetransfer.findings import Thresholds, evaluate, to_html, to_markdown
 from vaetransfer.io import atomic_path, write_parquet
 from vaetransfer.runtime import log_to
 
@@ -18,6 +18,7 @@ def main(similarity: list[str], unfreezing: list[str], table1: str | None, confi
         _concat([pd.read_parquet(p) for p in similarity]),
         _concat([pd.read_parquet(p) for p in unfreezing]),
         pd.read_parquet(table1) if table1 else None,
+        Thresholds(**config.get("findings", {}).get("thresholds", {})),
     )
     write_parquet(parquet, frame)
     for path, text in ((markdown, to_markdown(frame)), (html, to_html(frame))):
