@@ -37,7 +37,7 @@ NAMED = [*EXPECTED_RULES, "figures", "findings"]
 
 def scheduled(proc) -> dict[str, int]:
     """{rule: job count} from a dry run's job stats table."""
-    stats = proc.stdout.split("Job stats:")[1].split("total")[0]
+    stats = (proc.stdout + proc.stderr).split("Job stats:")[1].split("total")[0]
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
 
 

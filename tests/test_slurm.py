@@ -193,7 +193,7 @@ def test_failed_job_reports_slurm_state_and_log_and_rerun_resumes(slurm_run, clu
     assert proc.returncode != 0, out[-4000:]
     new = [r for r in cluster.jobs() if r["JobId"] not in known]
     # Only the shard that reads the broken file ran, twice (one retry), and failed both times.
-    assert [rule_of(r) for r in new] == [("score_shard", "cross_domain_0")] * 2, new
+    assert [rule_of(r) for r in new] == [("score_shard", "cross_domain_dsprites_to_symsol_0")] * 2, new
     assert [r["JobState"] for r in new] == ["FAILED", "FAILED"]
     memory = [int(r["MinMemoryNode"].rstrip("M")) for r in sorted(new, key=lambda r: int(r["JobId"]))]
     assert memory[1] == 2 * memory[0], memory  # the retry asked for attempt x memory
@@ -214,7 +214,7 @@ def test_failed_job_reports_slurm_state_and_log_and_rerun_resumes(slurm_run, clu
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     new = [r for r in cluster.jobs() if r["JobId"] not in known]
     assert [(rule_of(r), r["JobState"], r["Partition"]) for r in new] == [
-        (("score_shard", "cross_domain_0"), "COMPLETED", "cpu")
+        (("score_shard", "cross_domain_dsprites_to_symsol_0"), "COMPLETED", "cpu")
     ]
     assert (work / TARGETS[0]).exists()
     done = snakemake(work, "--configfile=tiny.yaml", "-n", *TARGETS, timeout=120)

@@ -255,7 +255,9 @@ def test_transfer_experiments_through_the_workflow(tmp_path):
     assert "for classification" in " ".join(summary["reasons"])  # the report read Table 1
 
     # Fig. 5b: the retrained-latents model against the target-trained VAE, identified by its sidecar.
-    similarity = pd.read_parquet(tmp_path / "results/tables/similarity.parquet")
+    # (fig5b reads its block's table only: the whole-plan similarity.parquet was never needed)
+    assert not (tmp_path / "results/tables/similarity.parquet").exists()
+    similarity = pd.read_parquet(tmp_path / "results/tables/similarity/retrained_latents/symsol_to_dsprites.parquet")
     latents = similarity[similarity["family"] == "retrained_latents"]
     assert len(latents) == 16 * 16  # one seed pair, CKA
     assert set(latents["source_dataset_x"]) == {"symsol"} and set(latents["retrained_x"]) == {"mean,log_var"}
