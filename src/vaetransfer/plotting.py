@@ -84,8 +84,9 @@ def _draw(ax, spec: HeatmapSpec) -> None:
     """One heatmap on `ax` without its own colourbar (the figure has one)."""
     sns.heatmap(spec.matrix, vmin=VMIN, vmax=VMAX, square=True, ax=ax, cbar=False,
                 xticklabels=True, yticklabels=True)
-    ax.set_ylabel(spec.ylabel)
-    ax.set_xlabel(spec.xlabel)
+    # Padding: the long "sampled" tick label otherwise touches the rotated axis label.
+    ax.set_ylabel(spec.ylabel, labelpad=10)
+    ax.set_xlabel(spec.xlabel, labelpad=6)
     if spec.title:
         ax.set_title(spec.title)
     ax.set_label(HEATMAP_LABEL)
