@@ -81,13 +81,14 @@ TEXT = {
 }
 
 
-def _base(name: str) -> str:
+def figure_of(name: str) -> str:
+    """The figure (config key) of a file stem: fig6a -> fig6, appB_b -> appB, fig4 -> fig4."""
     return name[:4] if name.startswith(("fig6", "appB")) else name
 
 
 def section(name: str) -> str:
     """The report category (paper section) of a figure or table file stem."""
-    return SECTIONS[_SECTION_OF[_base(name)]]
+    return SECTIONS[_SECTION_OF[figure_of(name)]]
 
 
 def caption(name: str, spec: Mapping[str, Any] | None = None) -> str:

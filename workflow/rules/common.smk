@@ -285,11 +285,10 @@ def get_report_section(wildcards):
 
 def get_caption(wildcards):
     """The figure's caption (reST), in the paper's terms, with this config's panels."""
-    from vaetransfer.captions import caption
+    from vaetransfer.captions import caption, figure_of
 
     name = _figure_name(wildcards)
-    figure = name[:4] if name.startswith(("fig6", "appB")) else name
-    return caption(name, config["figures"].get(figure, {}))
+    return caption(name, config["figures"].get(figure_of(name), {}))
 
 
 def _loss_runs(dataset):

@@ -50,7 +50,7 @@ rule aggregate_block:
 # Every block in one table (the transfer reports and users' own analyses read it).
 rule aggregate_similarity:
     input:
-        sharding.table_paths(config),
+        [sharding.table_path(f, b) for f, found in BLOCKS.items() for b in found],
     output:
         "results/tables/similarity.parquet",
     log:
