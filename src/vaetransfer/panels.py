@@ -29,7 +29,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from vaetransfer.plan import CLASSIFIER, VANILLA, ConfigError, format_hparam
+from vaetransfer.plan import CLASSIFIER, VANILLA, ConfigError, format_hparam, model_slug
 
 #: Heatmap figures and the kind of their panels. ``appG`` (the fully-connected VAE) and ``appF``
 #: (Procrustes vs CKA) take panels of any kind; the default is shown.
@@ -73,7 +73,7 @@ class Model:
 
     @property
     def slug(self) -> str:
-        return f"{self.architecture}-{self.objective}-{format_hparam(self.hparam)}"
+        return model_slug(self.architecture, self.objective, self.hparam)
 
     @property
     def label(self) -> str:
@@ -278,16 +278,16 @@ def _check_other(config: Mapping[str, Any], name: str, spec: Mapping[str, Any]) 
         name, {"source", "target", "seed"})
     if extra := set(spec) - allowed:
         raise ConfigError(f"figures.{name}: key(s) {sorted(extra)} do not apply (allowed: {sorted(allowed)})")
-    trained = {r.dataset for r in plan.runs(config)}
+    runs = plan.runs(config)
     if name == "appJ":
         for ds in spec.get("datasets", []):
-            if ds not in trained:
+            if ds not in {r.dataset for r in runs}:
                 raise ConfigError(f"figures.appJ.datasets: no run is trained on {ds!r}")
         return
     if missing := {"source", "target"} - set(spec):
         raise ConfigError(f"figures.{name}: missing key(s) {sorted(missing)}")
     pair = {"source": spec["source"], "target": spec["target"]}
-    vanilla = {r.dataset for r in plan.runs(config) if (r.architecture, r.objective, r.hparam) == VANILLA}
+    vanilla = {r.dataset for r in runs if (r.architecture, r.objective, r.hparam) == VANILLA}
     if name in ("fig6", "appB"):
         transfer = config.get("transfer", {})
         if pair not in transfer.get("pairs", []):

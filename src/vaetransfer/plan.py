@@ -360,6 +360,12 @@ def _model_pairs(config) -> list[tuple[Snapshot, Snapshot]]:
     return pairs
 
 
+def model_slug(architecture: str, objective: str, hparam: float) -> str:
+    """``<architecture>-<objective>-<hparam>``: one trained configuration in a model_pairs block id
+    (shared with vaetransfer.panels.Model, so a panel always names the block the plan scores)."""
+    return f"{architecture}-{objective}-{format_hparam(hparam)}"
+
+
 def block_id(family: str, pair: tuple[Snapshot, Snapshot]) -> str:
     """The block (one aggregated table, ``results/tables/similarity/<family>/<block>.parquet``) a
     comparison belongs to: the unit a figure panel reads (vaetransfer.panels.Panel.block).
@@ -372,7 +378,7 @@ def block_id(family: str, pair: tuple[Snapshot, Snapshot]) -> str:
     if family == "learning_dynamics":
         return a.run.path.rsplit("/", 1)[0]
     if family == "model_pairs":
-        slug = lambda r: f"{r.architecture}-{r.objective}-{format_hparam(r.hparam)}"  # noqa: E731
+        slug = lambda r: model_slug(r.architecture, r.objective, r.hparam)  # noqa: E731
         return f"{a.run.dataset}/{slug(a.run)}_vs_{slug(b.run)}"
     if family == "cross_domain":
         return f"{a.run.dataset}_to_{b.run.dataset}"
