@@ -18,6 +18,12 @@ Each row runs in its own subprocess (thread count and allocator settings are pro
 with the same ``torch.set_num_threads``; rows are interleaved over ``--repeats`` rounds and the
 fastest round is kept, as other load on a shared machine only ever slows a round down. The first
 5 steps are warm-up, excluded (the first is shown on its own). Data: 16384 random sparse binary images.
+
+The compute floor of each row: the FLOPs of one training step (``torch.utils.flop_counter``: the
+convolutions and matrix products, forward and backward) divided by the float32 GEMM rate measured in
+the same process at the same thread count (a square product, best of 5): an implementation that does
+these FLOPs (direct or GEMM-based convolutions) cannot run faster than ``floor ms`` there. ``2x target`` is
+half the plain loop's time.
 """
 
 from __future__ import annotations
@@ -108,6 +114,37 @@ def _stepper(spec: dict):
     return step
 
 
+def gemm_gflops(device: str) -> float:
+    """Best float32 square-GEMM rate of this process, GFLOP/s (n = 2048 on CPU, 8192 on CUDA)."""
+    import torch
+
+    n = 8192 if device == "cuda" else 2048
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    a, b = (torch.randn(n, n, device=device) for _ in range(2))
+    a @ b
+    sync()
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a @ b
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def step_gflop(step, i: int) -> float:
+    """FLOPs of one call ``step(i)`` (convolutions and matmuls, forward and backward), in GFLOP."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        with FlopCounterMode(display=False) as counter:
+            step(i)
+    except Exception as exc:  # noqa: BLE001 - e.g. a compiled model the counter cannot trace
+        print(f"# FLOPs not counted: {exc}", file=sys.stderr)
+        return float("nan")
+    return counter.get_total_flops() / 1e9
+
+
 def child(spec: dict) -> dict:
     import torch
 
@@ -127,7 +164,10 @@ def child(spec: dict) -> dict:
     sync()
     wall, cpu = time.perf_counter() - t1, time.process_time() - c1
     system = resource.getrusage(resource.RUSAGE_SELF).ru_stime - s1
-    return {"ms": 1000 * wall / spec["steps"], "cpu_wall": cpu / wall, "sys": system / cpu, "first_s": first}
+    # after the timing, so that neither disturbs it
+    gflop, rate = step_gflop(step, WARMUP + spec["steps"]), gemm_gflops(spec["device"])
+    return {"ms": 1000 * wall / spec["steps"], "cpu_wall": cpu / wall, "sys": system / cpu, "first_s": first,
+            "gflop": gflop, "gemm": rate}
 
 
 def architectures(names: list[str] | None) -> list[str]:
@@ -183,11 +223,14 @@ def main() -> None:
                         if key not in best or result["ms"] < best[key]["ms"]:
                             best[key] = result
     print(f"{'arch':<6}{'threads':>8}  {'loop':<24}{'ms/step':>9}{'steps/s':>9}{'cpu/wall':>9}"
-          f"{'sys/cpu':>8}{'1st step s':>11}{'speed-up':>9}")
+          f"{'sys/cpu':>8}{'1st step s':>11}{'speed-up':>9}{'GFLOP':>7}{'GEMM GF/s':>10}{'floor ms':>9}"
+          f"{'2x target':>10}")
     for (arch, threads, label), r in best.items():
         base = best[(arch, threads, "plain")]["ms"]
+        floor = 1000 * r["gflop"] / r["gemm"]
         print(f"{arch:<6}{threads:>8}  {label:<24}{r['ms']:>9.1f}{1000 / r['ms']:>9.2f}{r['cpu_wall']:>9.2f}"
-              f"{r['sys']:>8.2f}{r['first_s']:>11.2f}{base / r['ms']:>8.2f}x")
+              f"{r['sys']:>8.2f}{r['first_s']:>11.2f}{base / r['ms']:>8.2f}x{r['gflop']:>7.2f}{r['gemm']:>10.0f}"
+              f"{floor:>9.1f}{base / 2:>10.1f}")
     print(f"# load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -2,7 +2,10 @@
 
 Every writer in the library goes through :func:`atomic_path`: the payload is written to a
 temporary sibling, then renamed over the destination (rename is atomic on POSIX within one
-file system), so a crash or a bad input never leaves a truncated artifact behind.
+file system), so a crash or a bad input never leaves a truncated artifact behind. The payload is
+flushed to the disk (fsync) before the rename and the directory entry after it: without that, a
+node that loses power can come back with the new name pointing at a file whose data never reached
+the disk (ext4/xfs delayed allocation), i.e. a truncated checkpoint under its finished name.
 """
 
 from __future__ import annotations
@@ -32,10 +35,22 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _fsync(tmp_path)
         os.replace(tmp_path, path)
+        _fsync(path.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a directory's entries, to the disk."""
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if path.is_dir() else 0)
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
