@@ -1,6 +1,10 @@
 """Similarity engine benchmark: one process, one run, engine vs naive per-pair recipes vs GEMM floor.
 
 Usage: python benchmarks/similarity.py [--device cpu|cuda] [--threads 2] [--skip-procrustes-5000]
+                                       [--naive-budget S] [--smoke]
+
+``--smoke`` runs every section at toy sizes (n = 200/100/200, widths up to 1024) to check the script
+itself, e.g. benchmarks/device_check.sh before spending GPU time on it; its numbers mean nothing.
 
 Sections (issue "Similarity engine at paper scale", §7):
   (a) one pair at n = 5000 for each conv-VAE layer width (10 ... 32768), CKA and Procrustes, each
@@ -162,15 +166,18 @@ def main() -> None:
     parser.add_argument("--skip-procrustes-5000", action="store_true",
                         help="skip the n = 5000 Procrustes block (about 20 min on 2 CPU cores)")
     parser.add_argument("--naive-budget", type=float, default=60.0)
+    parser.add_argument("--smoke", action="store_true", help="toy sizes: checks the script, not the engine")
     args = parser.parse_args()
+    n_pair, n_block, n_large = (200, 100, 200) if args.smoke else (5000, 1000, 5000)
+    widths = [w for w in WIDTHS if w <= 1024] if args.smoke else WIDTHS
     torch.set_num_threads(args.threads)
     dev = args.device
     print(f"device={dev} threads={torch.get_num_threads()} torch={torch.__version__}")
 
     # ---------------------------------------------------------------- (a) one pair at n = 5000
-    n = 5000
+    n = n_pair
     rng = np.random.default_rng(1)
-    for width in WIDTHS:
+    for width in widths:
         base = rng.standard_normal((n, min(width, 64))).astype(np.float32)
         mix_x = rng.standard_normal((base.shape[1], width)).astype(np.float32)
         mix_y = rng.standard_normal((base.shape[1], width)).astype(np.float32)
@@ -186,11 +193,11 @@ def main() -> None:
 
     # ---------------------------------------------------------- (b) block at n = 1000 vs naive
     rates = {
-        "float32": gemm_rate(1000, 4096, torch.float32, dev),
-        "float64": gemm_rate(1000, 1000, torch.float64, dev),
+        "float32": gemm_rate(n_block, 4096, torch.float32, dev),
+        "float64": gemm_rate(n_block, n_block, torch.float64, dev),
     }
-    print(f"GEMM rates at n=1000: float32 {rates['float32']:.0f} GFLOP/s, float64 {rates['float64']:.0f} GFLOP/s")
-    n = 1000
+    print(f"GEMM rates at n={n_block}: float32 {rates['float32']:.0f} GFLOP/s, float64 {rates['float64']:.0f} GFLOP/s")
+    n = n_block
     reps = snapshots(n)
     for metric, naive_fn in (("cka", naive_cka), ("procrustes", naive_procrustes)):
         _, s, peak = timed(lambda: pairwise(reps, reps, metric, device=dev), dev)
@@ -208,11 +215,11 @@ def main() -> None:
 
     # ------------------------------------------------------------ (c) block at n = 5000, engine
     rates5 = {
-        "float32": gemm_rate(5000, 4096, torch.float32, dev, repeats=3),
-        "float64": gemm_rate(5000, 5000, torch.float64, dev, repeats=2),
+        "float32": gemm_rate(n_large, 4096, torch.float32, dev, repeats=3),
+        "float64": gemm_rate(n_large, n_large, torch.float64, dev, repeats=2),
     }
-    print(f"GEMM rates at n=5000: float32 {rates5['float32']:.0f} GFLOP/s, float64 {rates5['float64']:.0f} GFLOP/s")
-    n = 5000
+    print(f"GEMM rates at n={n_large}: float32 {rates5['float32']:.0f} GFLOP/s, float64 {rates5['float64']:.0f} GFLOP/s")
+    n = n_large
     reps = snapshots(n)
     for metric in ("cka", "procrustes"):
         if metric == "procrustes" and args.skip_procrustes_5000:
