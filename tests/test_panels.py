@@ -5,7 +5,7 @@ import copy
 import pytest
 
 from vaetransfer import panels, plan
-from vaetransfer.captions import SECTIONS, TEXT, caption, section
+from vaetransfer.captions import SECTIONS, TEXT, caption, label, section
 from vaetransfer.panels import FIGURE_KINDS, Model, figure_panels
 
 from .conftest import REPO, load_config
@@ -100,5 +100,9 @@ def test_every_figure_has_a_caption_and_a_report_section(quick):
         assert section(name) in SECTIONS.values()
         assert caption(name).startswith("**")
     assert set(TEXT) == set(names) - {"fig5"}
+    # the report's subcategory: the paper's own name of each figure or table, each its own entry
+    assert [label(n) for n in ("fig3", "fig6a", "appB_b", "table1", "appJ")] == [
+        "Figure 3", "Figure 6a", "Appendix B (b)", "Table 1", "Appendix J"]
+    assert len({label(n) for n in TEXT}) == len(TEXT)
     text = caption("fig4", quick["figures"]["fig4"])
     assert "Panels: beta_vae, 1 vs dip_vae_ii, 1 on dsprites." in text

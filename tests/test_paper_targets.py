@@ -139,6 +139,13 @@ def test_report_renders_every_figure_grouped_by_section_in_a_real_browser(embedd
     assert set(check.categories) == {*SECTIONS.values(), "0. Findings: does this run support the paper?",
                                      "5. Transferability reports (which parts to retrain)"}
     shown = {path.rsplit("/", 1)[-1] for path in check.results}
+    # each figure/table is its own menu entry under its section, named as in the paper
+    entries = {sub: [p.rsplit("/", 1)[-1] for p in paths]
+               for subs in check.categories.values() for sub, paths in subs.items()}
+    assert "Other" not in entries, check.categories
+    assert entries["Figure 3"] == ["fig3.png"] and entries["Appendix B (a)"] == ["appB_a.png"]
+    assert entries["Table 1"] == ["table1.html"]
+    assert [p.rsplit("/", 1)[-1] for p in check.categories[SECTIONS["dynamics"]]["Figure 4"]] == ["fig4.png"]
     for stem in ("fig1", "fig2", "fig3", "fig4", "fig5a", "fig5b", "fig6a", "fig6b", "fig7", "fig8",
                  "appB_a", "appB_b", "appF", "appG", "appH", "appI", "appJ"):
         assert f"{stem}.png" in shown

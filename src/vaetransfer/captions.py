@@ -1,7 +1,8 @@
 """Report sections and captions of the paper's figures and tables, in the paper's terms.
 
-``section(name)`` groups the Snakemake report by the paper's sections; ``caption(name, spec)``
-is the reST caption shown under the figure (the config entry ``spec`` adds which panels it shows).
+``section(name)`` groups the Snakemake report by the paper's sections and ``label(name)`` names
+each entry within one ("Figure 3", "Appendix B (a)"); ``caption(name, spec)`` is the reST caption
+shown under the figure (the config entry ``spec`` adds which panels it shows).
 Names are the figure file stems: fig1 ... fig8, fig6a/fig6b, appB_a/appB_b, appF ... appJ, table1,
 appA.
 """
@@ -89,6 +90,12 @@ def figure_of(name: str) -> str:
 def section(name: str) -> str:
     """The report category (paper section) of a figure or table file stem."""
     return SECTIONS[_SECTION_OF[figure_of(name)]]
+
+
+def label(name: str) -> str:
+    """The paper's name of a figure or table file stem, its report subcategory: fig6a -> "Figure 6a"."""
+    head = TEXT[name].split("**")[1]  # the caption's bold lead, e.g. "Figure 6a."
+    return head.rstrip(".")
 
 
 def caption(name: str, spec: Mapping[str, Any] | None = None) -> str:

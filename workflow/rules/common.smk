@@ -283,6 +283,13 @@ def get_report_section(wildcards):
     return section(_figure_name(wildcards))
 
 
+def get_report_label(wildcards):
+    """The report subcategory: the figure's name in the paper ("Figure 3", "Table 1")."""
+    from vaetransfer.captions import label
+
+    return label(_figure_name(wildcards))
+
+
 def get_caption(wildcards):
     """The figure's caption (reST), in the paper's terms, with this config's panels."""
     from vaetransfer.captions import caption, figure_of

@@ -67,11 +67,13 @@ rule downstream_tables:
             "results/tables/table1.html",
             caption="../report/figure.rst",
             category=lambda wildcards: get_report_section(Namespace(fig="table1")),
+            subcategory=lambda wildcards: get_report_label(Namespace(fig="table1")),
         ),
         per_label_html=report(
             "results/tables/downstream_per_label.html",
             caption="../report/appA.rst",
             category=lambda wildcards: get_report_section(Namespace(fig="appA")),
+            subcategory=lambda wildcards: get_report_label(Namespace(fig="appA")),
         ),
     log:
         "results/logs/downstream_tables.log",

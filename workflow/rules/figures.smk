@@ -12,6 +12,7 @@ rule plot_heatmap:
             "results/figures/{fig}.png",
             caption="../report/figure.rst",
             category=get_report_section,
+            subcategory=get_report_label,
         ),
         pdf="results/figures/{fig}.pdf",
     log:
@@ -39,6 +40,7 @@ rule pair_figure:
             "results/figures/{pfig}.png",
             caption="../report/figure.rst",
             category=get_report_section,
+            subcategory=get_report_label,
         ),
         pdf="results/figures/{pfig}.pdf",
     log:
@@ -81,6 +83,7 @@ rule plot_losses:
             "results/figures/appJ.png",
             caption="../report/figure.rst",
             category=get_report_section,
+            subcategory=get_report_label,
         ),
         pdf="results/figures/appJ.pdf",
     log:
@@ -106,6 +109,7 @@ rule findings:
             "results/tables/findings.html",
             caption="../report/findings.rst",
             category="0. Findings: does this run support the paper?",
+            subcategory="The paper's claims on this run",
         ),
     log:
         "results/logs/findings.log",

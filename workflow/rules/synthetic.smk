@@ -12,6 +12,7 @@ rule figure1_synthetic:
             "results/figures/fig1.png",
             caption="../report/fig1.rst",
             category=lambda wildcards: get_report_section(Namespace(fig="fig1")),
+            subcategory=lambda wildcards: get_report_label(Namespace(fig="fig1")),
         ),
         pdf="results/figures/fig1.pdf",
     log:

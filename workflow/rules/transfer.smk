@@ -89,6 +89,7 @@ rule transfer_report:
             "results/reports/{source}_to_{target}.html",
             caption="../report/transfer_report.rst",
             category="5. Transferability reports (which parts to retrain)",
+            subcategory="{source} -> {target}",
         ),
         summary="results/reports/{source}_to_{target}.json",
     log:
