@@ -143,3 +143,6 @@ def test_scripts_aggregate_then_plot_appJ(tmp_path):
     _script("plot_losses").main([str(out)], {"datasets": ["dsprites"]}, str(png), str(pdf))
     assert png.read_bytes()[:4] == b"\x89PNG" and pdf.read_bytes()[:4] == b"%PDF"
     assert LOSS_FIGURES["appJ"](table, {}).axes[0].get_title() == "dsprites, conv"
+    # another logged term than the loss (config figures.appJ.term)
+    assert LOSS_FIGURES["appJ"](table, {"term": "kl"}).axes[0].get_ylabel() == "kl"
+    assert LOSS_FIGURES["appJ"](table, {}).axes[0].get_ylabel() == "loss"

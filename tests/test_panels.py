@@ -85,12 +85,23 @@ def test_model_pairs_family_is_what_the_figures_ask_for(quick):
      r"figures.fig7: key\(s\) \['seed'\] do not apply"),
     (lambda c: c["figures"].update(appH={"dataset": "symsol"}),
      r"figures.appH: classifier/cross_entropy/1 \(y\) is not trained on 'symsol'"),
+    (lambda c: c["figures"].update(appJ={"term": "kl_divergence"}),
+     r"figures.appJ.term: no drawn run logs 'kl_divergence'"),
+    (lambda c: c["figures"].update(appJ={"datasets": ["symsol"], "term": "dip_regulariser"}),
+     r"figures.appJ.term: no drawn run logs 'dip_regulariser'"),  # DIP-VAE-II runs only on dSprites
 ])
 def test_bad_figure_specs_fail_at_parse_time_naming_the_key(quick, edit, message):
     config = copy.deepcopy(quick)
     edit(config)
     with pytest.raises(plan.ConfigError, match=message):
         plan.validate_plan(config)
+
+
+@pytest.mark.parametrize("term", ["kl", "reconstruction", "kl_3", "dip_regulariser", "ce_shape", "accuracy_scale"])
+def test_appJ_draws_any_logged_term(quick, term):
+    config = copy.deepcopy(quick)
+    config["figures"]["appJ"] = {"datasets": ["dsprites"], "term": term}
+    plan.validate_plan(config)
 
 
 def test_every_figure_has_a_caption_and_a_report_section(quick):

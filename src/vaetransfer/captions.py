@@ -106,6 +106,8 @@ def caption(name: str, spec: Mapping[str, Any] | None = None) -> str:
     if spec and name in FIGURE_KINDS:
         shown = "; ".join(p.title or p.describe() for p in figure_panels(name, spec))
         text += f"\n\nPanels: {shown}."
+    elif spec and "term" in spec:
+        text += f"\n\nDrawn: the ``{spec['term']}`` term instead of the loss."
     elif spec and "source" in spec:
         text += f"\n\nHere: {spec['source']} -> {spec['target']}."
     return text

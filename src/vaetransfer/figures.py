@@ -219,8 +219,9 @@ def appJ(table: pd.DataFrame, spec: Mapping[str, Any]):
     """Appendix J, convergence curves of every objective: the training loss over steps, one subplot
     per (dataset, architecture), one line per (objective, hyper-parameter) = mean over seeds with a
     min-max band. ``table``: :func:`vaetransfer.losscurves.aggregate` output; ``spec``: the config
-    entry (``datasets``: which to show, default all in the table)."""
-    return losscurves.plot(table, spec.get("datasets"), term="loss")
+    entry (``datasets``: which to show, default all in the table; ``term``: which logged term,
+    default ``loss``, e.g. ``kl`` or ``reconstruction``)."""
+    return losscurves.plot(table, spec.get("datasets"), term=spec.get("term", "loss"))
 
 
 #: Figures drawn from the aggregated loss-curve table (``results/tables/losses*.parquet``).

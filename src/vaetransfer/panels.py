@@ -271,10 +271,22 @@ def check_figures(config: Mapping[str, Any]) -> None:
                                           f"{panel.dataset!r} ({steps})")
 
 
+def logs_term(architecture: str, objective: str, term: str) -> bool:
+    """Whether a run's loss log has column ``term`` (vaetransfer.losslog; classifier columns per
+    vaetransfer.classify.classifier_columns, whose factors are known only once the data exists)."""
+    import re
+
+    from vaetransfer.objectives import logged_terms
+
+    if architecture == CLASSIFIER[0]:
+        return term == "loss" or re.fullmatch(r"(ce|accuracy)_\w+", term) is not None
+    return term in logged_terms(objective) or re.fullmatch(r"kl_\d+", term) is not None
+
+
 def _check_other(config: Mapping[str, Any], name: str, spec: Mapping[str, Any]) -> None:
     from vaetransfer import plan
 
-    allowed = {"appJ": {"datasets"}, "fig7": {"source", "target"}, "fig8": {"source", "target"}}.get(
+    allowed = {"appJ": {"datasets", "term"}, "fig7": {"source", "target"}, "fig8": {"source", "target"}}.get(
         name, {"source", "target", "seed"})
     if extra := set(spec) - allowed:
         raise ConfigError(f"figures.{name}: key(s) {sorted(extra)} do not apply (allowed: {sorted(allowed)})")
@@ -283,6 +295,12 @@ def _check_other(config: Mapping[str, Any], name: str, spec: Mapping[str, Any]) 
         for ds in spec.get("datasets", []):
             if ds not in {r.dataset for r in runs}:
                 raise ConfigError(f"figures.appJ.datasets: no run is trained on {ds!r}")
+        drawn = [r for r in runs if r.dataset in spec.get("datasets", {r.dataset})]
+        term = spec.get("term", "loss")
+        if not any(logs_term(r.architecture, r.objective, term) for r in drawn):
+            raise ConfigError(
+                f"figures.appJ.term: no drawn run logs {term!r} (a VAE logs loss, reconstruction, kl, "
+                f"elbo, kl_<i> and its objective's extras; a classifier loss, ce_<factor>, accuracy_<factor>)")
         return
     if missing := {"source", "target"} - set(spec):
         raise ConfigError(f"figures.{name}: missing key(s) {sorted(missing)}")
