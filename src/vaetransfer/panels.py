@@ -24,6 +24,7 @@ the seed pairs present (reference.md §5.6; ``similarity.seed_pairing`` decides 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -274,8 +275,6 @@ def check_figures(config: Mapping[str, Any]) -> None:
 def logs_term(architecture: str, objective: str, term: str) -> bool:
     """Whether a run's loss log has column ``term`` (vaetransfer.losslog; classifier columns per
     vaetransfer.classify.classifier_columns, whose factors are known only once the data exists)."""
-    import re
-
     from vaetransfer.objectives import logged_terms
 
     if architecture == CLASSIFIER[0]:
