@@ -36,6 +36,8 @@ import time
 import numpy as np
 import torch
 
+from gemm import gemm_rate
+from gemm import sync as _sync
 from vaetransfer import costmodel
 from vaetransfer.activations import compute_activations
 from vaetransfer.models import ConvVAE
@@ -83,26 +85,6 @@ def snapshots(n: int) -> list[np.ndarray]:
         torch.manual_seed(seed)
         reps.extend(compute_activations(ConvVAE(1), images, seed=seed).values())
     return [r.reshape(n, -1) for r in reps]
-
-
-def gemm_rate(n: int, k: int, dtype: torch.dtype, device: str, repeats: int = 5) -> float:
-    """Best-of-`repeats` GFLOP/s of (n x k) @ (k x n) (best, not mean: shared machines only ever
-    slow a run down, so the best is the closest to what the hardware does)."""
-    a = torch.rand(n, k, dtype=dtype, device=device)
-    b = torch.rand(k, n, dtype=dtype, device=device)
-    best = float("inf")
-    for _ in range(repeats):
-        _sync(device)
-        t = time.perf_counter()
-        a @ b
-        _sync(device)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n * n * k / best / 1e9
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def timed(fn, device: str):

@@ -114,24 +114,6 @@ def _stepper(spec: dict):
     return step
 
 
-def gemm_gflops(device: str) -> float:
-    """Best float32 square-GEMM rate of this process, GFLOP/s (n = 2048 on CPU, 8192 on CUDA)."""
-    import torch
-
-    n = 8192 if device == "cuda" else 2048
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    a, b = (torch.randn(n, n, device=device) for _ in range(2))
-    a @ b
-    sync()
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        a @ b
-        sync()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
-
-
 def step_gflop(step, i: int) -> float:
     """FLOPs of one call ``step(i)`` (convolutions and matmuls, forward and backward), in GFLOP."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -165,7 +147,10 @@ def child(spec: dict) -> dict:
     wall, cpu = time.perf_counter() - t1, time.process_time() - c1
     system = resource.getrusage(resource.RUSAGE_SELF).ru_stime - s1
     # after the timing, so that neither disturbs it
-    gflop, rate = step_gflop(step, WARMUP + spec["steps"]), gemm_gflops(spec["device"])
+    from gemm import gemm_rate  # benchmarks/gemm.py (this script's folder is on sys.path)
+
+    n = 8192 if spec["device"] == "cuda" else 2048
+    gflop, rate = step_gflop(step, WARMUP + spec["steps"]), gemm_rate(n, n, torch.float32, spec["device"])
     return {"ms": 1000 * wall / spec["steps"], "cpu_wall": cpu / wall, "sys": system / cpu, "first_s": first,
             "gflop": gflop, "gemm": rate}
 
